@@ -1,0 +1,30 @@
+import Synchronization
+
+/// EL2's record of one guest: pKVM's `struct pkvm_hyp_vm`, with its stage-2 and page pools.
+///
+/// Locking: `lock` (pKVM's `vm->lock`, the guest component lock) guards `stage2` and its pools.
+/// `isDying` and `references` are guarded by the hypervisor's VM-table lock.
+public final class GuestVM: @unchecked Sendable {
+    public let handle: VMHandle
+    public let vmid: VMID
+    /// A protected VM (pVM): memory is donated to it and the host loses access.
+    public let isProtected: Bool
+    /// The guest stage-2; its `memcache` is the pool the host tops up.
+    public let stage2: Stage2PageTable
+    /// The page holding EL2's VM structure (donated by the host at creation).
+    public let metadataPage: PhysAddr
+    /// Set by start-teardown; the VM then only accepts reclaim and finalize.
+    public internal(set) var isDying = false
+    /// Loaded vCPUs and other holders (`hyp_vm` refcount); teardown needs zero.
+    public internal(set) var references = 0
+
+    let lock = Mutex(())
+
+    init(handle: VMHandle, vmid: VMID, isProtected: Bool, stage2: Stage2PageTable, metadataPage: PhysAddr) {
+        self.handle = handle
+        self.vmid = vmid
+        self.isProtected = isProtected
+        self.stage2 = stage2
+        self.metadataPage = metadataPage
+    }
+}

@@ -1,0 +1,154 @@
+/// The checks every transition shares (mem_protect.c), and the host stage-2 updates commits use.
+/// All of these run with the locks the transition holds.
+extension Hypervisor {
+    /// `pfn_range_is_valid`: the range lies below `2^(phys_shift - PAGE_SHIFT)` without overflow.
+    @inline(__always) func pfnRangeIsValid(_ pfn: PFN, _ nr: UInt64) -> Bool {
+        let limit: UInt64 = 1 << UInt64(geometry.ipaBits - Int(pageShift))
+        return pfn.rawValue < limit && limit - pfn.rawValue >= nr
+    }
+
+    /// `check_range_allowed_memory`: `[start, start + size)` must not straddle a memory / MMIO
+    /// boundary (`-EINVAL`) and must be memory (`-EPERM`).
+    /// A range so large its end overflows is reported as straddling (-EINVAL).
+    @inline(__always) func checkRangeAllowedMemory(_ start: PhysAddr, pages: UInt64) throws(HypError) {
+        guard pages > 0, pages <= (UInt64.max - start.rawValue) >> pageShift else { throw .EINVAL }
+        let last = PhysAddr(start.rawValue + (pages << pageShift) - 1)
+        if memory.inOneRegion(start, last) { return }
+        let (range, isMemory) = memory.addressRange(containing: start)
+        guard range.contains(last.rawValue) else { throw .EINVAL }
+        guard isMemory else { throw .EPERM }
+    }
+
+    /// `__host_check_page_state_range`: memory check, then every page's host state.
+    @inline(__always) func checkHostRange(_ start: PhysAddr, pages: UInt64, _ state: PageState) throws(HypError) {
+        try checkRangeAllowedMemory(start, pages: pages)
+        let first = memory.pageIndex(start)!
+        for i in 0..<Int(pages) where vmemmap[first + i].hostState != state { throw .EPERM }
+    }
+
+    /// `__hyp_check_page_state_range`: every page's hyp state, no memory check. A page that is
+    /// not RAM has no hyp state and fails the check (-EPERM).
+    @inline(__always) func checkHypRange(_ start: PhysAddr, pages: UInt64, _ state: PageState) throws(HypError) {
+        if let first = memory.pageIndex(start), pages <= UInt64(memory.pageCount - first),
+           memory.inOneRegion(start, PhysAddr(start.rawValue + (pages - 1) << pageShift)) {
+            for i in 0..<Int(pages) where vmemmap[first + i].hypState != state { throw .EPERM }
+            return
+        }
+        var pa = start
+        for _ in 0..<pages {
+            guard let i = memory.pageIndex(pa), vmemmap[i].hypState == state else { throw .EPERM }
+            pa = pa.advanced(by: pageSize)
+        }
+    }
+
+    /// `__guest_check_transition_size`: one page, or exactly one level-2 block (2 MiB) with both
+    /// addresses block aligned.
+    @inline(__always) func checkTransitionSize(phys: PhysAddr, ipa: IPA, pages: UInt64) throws(HypError) {
+        if pages == 1 { return }
+        let block = Stage2Geometry.blockSize(level: Stage2Geometry.lastLevel - 1)
+        guard pages == block >> pageShift, phys.rawValue & (block - 1) == 0, ipa.rawValue & (block - 1) == 0
+        else { throw .EINVAL }
+    }
+
+    /// `__guest_check_page_state_range`: every guest leaf over the range decodes to `state`.
+    /// The walk itself fails with -ERANGE past the IPA limit (`_kvm_pgtable_walk`).
+    func checkGuestRange(_ vm: GuestVM, _ ipa: IPA, pages: UInt64, _ state: PageState) throws(HypError) {
+        let end = ipa.rawValue &+ pages << pageShift
+        guard end <= geometry.limit, end > ipa.rawValue else { throw .ERANGE }
+        var a = ipa.rawValue
+        while a < end {
+            let (d, level) = vm.stage2.leaf(at: IPA(a))
+            if guestState(d) != state { throw .EPERM }
+            // A leaf or empty entry at `level` decides the whole span it covers.
+            let span = Stage2Geometry.blockSize(level: level)
+            a = (a & ~(span - 1)) + span
+        }
+    }
+
+    /// `guest_get_page_state`: POISON for a poisoned invalid entry, NOPAGE for any other
+    /// invalid entry, else the software-bit state.
+    @inline(__always) func guestState(_ d: Stage2Descriptor) -> PageState {
+        if !d.isValid { return d.isPoisoned ? .poison : .noPage }
+        return d.pageState
+    }
+
+    /// `get_valid_guest_pte`: the last-level valid leaf at `ipa` and the page it maps.
+    func validGuestPTE(_ vm: GuestVM, _ ipa: IPA) throws(HypError) -> (Stage2Descriptor, PhysAddr) {
+        guard ipa.rawValue < geometry.limit else { throw .ERANGE }
+        let (d, level) = vm.stage2.leaf(at: ipa)
+        if d.isPoisoned { throw .EHWPOISON }
+        guard d.isValid else { throw .ENOENT }
+        guard level == Stage2Geometry.lastLevel else { throw .E2BIG }
+        let phys = d.outputAddress(level: level)
+        // pKVM warns (and carries on) if the page is not memory; pvm refuses instead of
+        // touching non-RAM.
+        guard memory.contains(phys) else { throw .EINVAL }
+        return (d, phys)
+    }
+
+    /// `__guest_check_pgtable_memcache`: the memcache must hold `kvm_mmu_cache_min_pages`
+    /// pages. Free pages in the VM's table pool do not count.
+    @inline(__always) func checkMemcache(_ vm: GuestVM) throws(HypError) {
+        if vm.stage2.memcache.count < geometry.minMemcachePages { throw .ENOMEM }
+    }
+
+    // MARK: Host stage-2 updates (run under hostLock)
+
+    /// Sets the host state of each page (`__host_update_page_state`).
+    @inline(__always) func setHostState(_ start: PhysAddr, pages: UInt64, _ state: PageState) {
+        let first = memory.pageIndex(start)!
+        for i in 0..<Int(pages) { vmemmap.pointer(first + i).pointee.hostState = state }
+    }
+
+    /// Sets the hyp state of each page (`__hyp_set_page_state_range`).
+    @inline(__always) func setHypState(_ start: PhysAddr, pages: UInt64, _ state: PageState) {
+        let first = memory.pageIndex(start)!
+        for i in 0..<Int(pages) { vmemmap.pointer(first + i).pointee.hypState = state }
+    }
+
+    /// `__host_set_page_state_range`: identity-maps the range again if the host had no access,
+    /// then records `state`.
+    func setHostPageStateRange(_ start: PhysAddr, pages: UInt64, _ state: PageState) {
+        if vmemmap[memory.pageIndex(start)!].hostState == .noPage {
+            hostStage2Apply(.map(output: start, permissions: .rwx, state: .owned, pagesOnly: false),
+                            start: start.rawValue, end: start.rawValue + pages << pageShift)
+        }
+        setHostState(start, pages: pages, state)
+    }
+
+    /// `host_stage2_set_owner_locked` / `host_stage2_set_owner_metadata_locked`: the host gets
+    /// the range back (identity map RWX, OWNED), or loses it to `owner` (DONATION annotation
+    /// carrying `meta`, NOPAGE).
+    func setHostOwner(_ start: PhysAddr, pages: UInt64, _ owner: OwnerID, meta: UInt64 = 0) {
+        let end = start.rawValue + pages << pageShift
+        switch owner {
+        case .host:
+            hostStage2Apply(.map(output: start, permissions: .rwx, state: .owned, pagesOnly: false),
+                            start: start.rawValue, end: end)
+            setHostState(start, pages: pages, .owned)
+        case .hyp, .guest:
+            hostStage2Apply(.annotate(.annotation(.donation, owner: owner, meta: meta)), start: start.rawValue, end: end)
+            setHostState(start, pages: pages, .noPage)
+        }
+    }
+
+    /// Applies a host stage-2 update, first releasing every MMIO identity mapping if the pool
+    /// could run short (pKVM's `host_stage2_try` retries after `host_stage2_unmap_dev_all`).
+    /// RAM alone never exhausts the pool: the carveout was sized for it at boot.
+    func hostStage2Apply(_ update: Stage2Update, start: UInt64, end: UInt64) {
+        if hostStage2.availablePages < geometry.tablesNeededBound(start: start, end: end) {
+            unmapHostMMIO()
+        }
+        hostStage2.apply(update, start: start, end: end)
+    }
+
+    /// Unmaps every identity mapping of the host stage-2 outside RAM (`host_stage2_unmap_dev_all`).
+    func unmapHostMMIO() {
+        var low: UInt64 = 0
+        for r in memory.regions {
+            if r.base.rawValue > low { hostStage2.apply(.clear, start: low, end: r.base.rawValue) }
+            low = r.end.rawValue
+        }
+        if low < geometry.limit { hostStage2.apply(.clear, start: low, end: geometry.limit) }
+    }
+}

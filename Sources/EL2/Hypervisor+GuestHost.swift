@@ -1,0 +1,68 @@
+/// Guest ↔ host transitions a guest asks for with MEM_SHARE, MEM_UNSHARE and (Android)
+/// MEM_RELINQUISH (mem_protect.c; ACK for relinquish).
+extension Hypervisor {
+    /// `__pkvm_guest_share_host` (MEM_SHARE): a guest lets the host access one of its pages.
+    ///
+    /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG);
+    /// guest OWNED (-EPERM); host NOPAGE (-EPERM, whatever the host check's reason).
+    /// Effect: guest PTE re-mapped RWX as SHARED_OWNED; host SHARED_BORROWED, identity-mapped again.
+    public func guestShareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
+        let vm = try transitionVM(handle)
+        try withHostAndGuestLocks(vm) { () throws(HypError) in
+            let ipa = gfn.ipa
+            let (d, phys) = try validGuestPTE(vm, ipa)
+            guard d.pageState == .owned else { throw .EPERM }
+            do { try checkHostRange(phys, pages: 1, .noPage) } catch { throw .EPERM }
+            vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .sharedOwned, pagesOnly: true),
+                            start: ipa.rawValue, end: ipa.rawValue + pageSize)
+            setHostPageStateRange(phys, pages: 1, .sharedBorrowed)
+        }
+    }
+
+    /// `__pkvm_guest_unshare_host` (MEM_UNSHARE): a guest takes a shared page back.
+    ///
+    /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG);
+    /// guest SHARED_OWNED (-EPERM); host SHARED_BORROWED (-EPERM, whatever the reason).
+    /// Effect: host stage-2 annotated owner GUEST again (TLB invalidated), host NOPAGE; guest
+    /// PTE re-mapped as OWNED.
+    public func guestUnshareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
+        let vm = try transitionVM(handle)
+        try withHostAndGuestLocks(vm) { () throws(HypError) in
+            let ipa = gfn.ipa
+            let (d, phys) = try validGuestPTE(vm, ipa)
+            guard d.pageState == .sharedOwned else { throw .EPERM }
+            do { try checkHostRange(phys, pages: 1, .sharedBorrowed) } catch { throw .EPERM }
+            setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
+            vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
+                            start: ipa.rawValue, end: ipa.rawValue + pageSize)
+        }
+    }
+
+    /// `__pkvm_guest_relinquish_to_host` (Android ACK, MEM_RELINQUISH): a guest gives a page it
+    /// owns back to the host, zeroed. Returns the page's address, or nil when there was nothing
+    /// to relinquish.
+    ///
+    /// In order: non-protected VM → nil (success, nothing done); no valid leaf → nil; leaf not
+    /// last level -E2BIG; guest not OWNED -EPERM; page pinned -EBUSY.
+    /// Effect: guest entry unmapped (TLB invalidated); page zeroed; host OWNED, identity-mapped.
+    @discardableResult
+    public func guestRelinquish(vm handle: VMHandle, gfn: GFN) throws(HypError) -> PhysAddr? {
+        let vm = try transitionVM(handle)
+        if !vm.isProtected { return nil }
+        return try withHostAndGuestLocks(vm) { () throws(HypError) -> PhysAddr? in
+            let ipa = gfn.ipa
+            guard ipa.rawValue < geometry.limit else { throw .ERANGE }
+            let (d, level) = vm.stage2.leaf(at: ipa)
+            guard d.isValid else { return nil }
+            guard level == Stage2Geometry.lastLevel else { throw .E2BIG }
+            guard d.pageState == .owned else { throw .EPERM }
+            let phys = d.outputAddress(level: level)
+            guard memory.contains(phys) else { throw .EPERM }
+            if meta(phys).pointee.refcount != 0 { throw .EBUSY }
+            vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
+            memory.zeroPage(phys)
+            setHostOwner(phys, pages: 1, .host)
+            return phys
+        }
+    }
+}

@@ -1,0 +1,31 @@
+/// Lock helpers that take EL2's locks in the documented order (see `Hypervisor`).
+extension Hypervisor {
+    /// Runs `body` holding the host lock (`host_lock_component`).
+    @inline(__always)
+    func withHostLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        try hostLock.withLock { _ throws(E) -> R in try body() }
+    }
+
+    /// Runs `body` holding the host, then the hyp lock (`host_lock_component`; `hyp_lock_component`).
+    @inline(__always)
+    func withHostAndHypLocks<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        try hostLock.withLock { _ throws(E) -> R in
+            try hypLock.withLock { _ throws(E) -> R in try body() }
+        }
+    }
+
+    /// Runs `body` holding the host lock, then `vm`'s lock (`guest_lock_component`).
+    @inline(__always)
+    func withHostAndGuestLocks<R, E: Error>(_ vm: GuestVM, _ body: () throws(E) -> R) throws(E) -> R {
+        try hostLock.withLock { _ throws(E) -> R in
+            try vm.lock.withLock { _ throws(E) -> R in try body() }
+        }
+    }
+
+    /// The VM for a transition the host names by handle: -EINVAL when there is none, as pKVM's
+    /// hypercall handlers answer when `get_pkvm_hyp_vm` finds nothing.
+    @inline(__always) func transitionVM(_ handle: VMHandle) throws(HypError) -> GuestVM {
+        guard let vm = vm(handle) else { throw .EINVAL }
+        return vm
+    }
+}

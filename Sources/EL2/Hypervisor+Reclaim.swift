@@ -1,0 +1,94 @@
+/// Reclaiming pages from guests: force-reclaim with poisoning, and teardown reclaim
+/// (mem_protect.c and pkvm.c, newest mainline).
+extension Hypervisor {
+    /// `__pkvm_host_force_reclaim_page_guest`: the host takes back a page it donated to a
+    /// protected guest (after it faulted on it). The guest's entry is poisoned, the page zeroed.
+    ///
+    /// Checks, in order: address not memory (-EFAULT); host state accessible (-EAGAIN: the host
+    /// should no longer fault) or otherwise not NOPAGE (-EPERM); host entry not last level
+    /// (-EINVAL); annotation: valid entry or not a DONATION (-EINVAL), owner not a guest (-EPERM),
+    /// VM gone (-EAGAIN); the guest PTE (-EHWPOISON, -ENOENT, -E2BIG); guest not OWNED (-EPERM).
+    /// Effect: guest PTE replaced by a POISONED annotation (TLB invalidated; no memcache needed);
+    /// page zeroed; host OWNED, identity-mapped.
+    public func hostForceReclaimPageGuest(_ phys: PhysAddr) throws(HypError) {
+        let page = PhysAddr(phys.rawValue & ~(pageSize - 1))
+        guard memory.contains(page) else { throw .EFAULT }
+        try vmTableLock.withLock { _ throws(HypError) in
+            try withHostLock { () throws(HypError) in
+                let host = meta(page).pointee.hostState
+                if host.isAccessible { throw .EAGAIN }
+                if host != .noPage { throw .EPERM }
+                let (d, level) = hostStage2.leaf(at: IPA(page.rawValue))
+                guard level == Stage2Geometry.lastLevel else {
+                    sink?.warning("force reclaim: host entry for \(page) at level \(level)")
+                    throw .EINVAL
+                }
+                guard !d.isValid, d.annotationType == .donation else { throw .EINVAL }
+                guard d.annotationOwner == .guest else { throw .EPERM }
+                let (handle, gfn) = GuestOwnerMeta.decode(d.annotationMeta)
+                guard let vm = lookupLocked(handle) else { throw .EAGAIN }
+                try vm.lock.withLock { _ throws(HypError) in
+                    let ipa = gfn.ipa
+                    let (g, pa) = try validGuestPTE(vm, ipa)
+                    if pa != page { sink?.warning("force reclaim: guest maps \(pa), host annotation says \(page)") }
+                    guard g.pageState == .owned else { throw .EPERM }
+                    vm.stage2.apply(.annotate(.annotation(.poisoned, owner: .host)),
+                                    start: ipa.rawValue, end: ipa.rawValue + pageSize)
+                    memory.zeroPage(page)
+                    setHostOwner(page, pages: 1, .host)
+                }
+            }
+        }
+    }
+
+    /// `__pkvm_host_reclaim_page_guest`: teardown takes one guest page back.
+    ///
+    /// In order: the guest PTE (-ERANGE, -ENOENT, -E2BIG; -EHWPOISON means it was already
+    /// force-reclaimed and returns success); guest OWNED (pKVM warns unless host NOPAGE) or
+    /// SHARED_OWNED (warns unless host SHARED_BORROWED), anything else -EPERM.
+    /// Effect: an OWNED page is zeroed, a SHARED_OWNED one keeps its contents; the guest entry
+    /// is unmapped; the host gets the page back (OWNED, identity-mapped).
+    public func hostReclaimPageGuest(gfn: GFN, vm handle: VMHandle) throws(HypError) {
+        let vm = try transitionVM(handle)
+        try reclaimPageGuest(vm, gfn: gfn)
+    }
+
+    func reclaimPageGuest(_ vm: GuestVM, gfn: GFN) throws(HypError) {
+        try withHostAndGuestLocks(vm) { () throws(HypError) in
+            let ipa = gfn.ipa
+            let d: Stage2Descriptor, phys: PhysAddr
+            do throws(HypError) {
+                (d, phys) = try validGuestPTE(vm, ipa)
+            } catch {
+                if error == .EHWPOISON { return }  // already force-reclaimed
+                throw error
+            }
+            let host = meta(phys).pointee.hostState
+            switch d.pageState {
+            case .owned:
+                if host != .noPage { sink?.warning("reclaim: guest OWNED page \(phys) has host state \(host)") }
+                memory.zeroPage(phys)
+            case .sharedOwned:
+                if host != .sharedBorrowed {
+                    sink?.warning("reclaim: guest SHARED_OWNED page \(phys) has host state \(host)")
+                }
+            default:
+                throw .EPERM
+            }
+            vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
+            setHostOwner(phys, pages: 1, .host)
+        }
+    }
+
+    /// `__pkvm_vcpu_in_poison_fault` without the vCPU: 1 if the guest entry at `ipa` is
+    /// poisoned, else 0; -EINVAL if it is not at the last level.
+    public func isPoisoned(vm handle: VMHandle, ipa: IPA) throws(HypError) -> Bool {
+        let vm = try transitionVM(handle)
+        guard ipa.rawValue < geometry.limit else { throw .ERANGE }
+        return try vm.lock.withLock { _ throws(HypError) -> Bool in
+            let (d, level) = vm.stage2.leaf(at: ipa)
+            guard level == Stage2Geometry.lastLevel || !d.isPoisoned else { throw .EINVAL }
+            return d.isPoisoned
+        }
+    }
+}

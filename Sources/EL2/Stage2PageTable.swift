@@ -1,0 +1,298 @@
+/// A VMSAv8-64 stage-2 translation table, 4 KB granule, stored inside `PhysicalMemory` the way
+/// hardware would walk it: the PGD (possibly several concatenated pages) and every next-level
+/// table are RAM pages the hypervisor owns. Modelled on Linux's `kvm_pgtable` stage-2 code
+/// (arch/arm64/kvm/hyp/pgtable.c).
+///
+/// - Ranges are mapped with 1 GiB and 2 MiB blocks where the range and output address are
+///   aligned and the update is uniform; a partial change to a block splits it into a table of
+///   next-level entries (break-before-make, with a TLB invalidation when it was valid).
+/// - A table whose entries all become zero is freed back to `freeTables`, as pKVM's unmap
+///   walker puts childless tables. A table page's `HypPage.refcount` counts its non-zero entries
+///   (pKVM counts them plus one).
+/// - Every change that removes or narrows a valid mapping is reported to the TLB sink, once per
+///   update, covering the IPA span that changed.
+///
+/// Table pages come from `freeTables` (already zero) first, then from `memcache` (host-donated
+/// pages, zeroed on allocation as `guest_s2_zalloc_page` does).
+///
+/// Not thread-safe: the owner (the host stage-2 or a VM) guards it with its lock.
+public final class Stage2PageTable: @unchecked Sendable {
+    public let geometry: Stage2Geometry
+    public let vmid: VMID
+    /// Base of the PGD (VTTBR_EL2.BADDR).
+    public let root: PhysAddr
+    /// Zeroed pages ready to become tables (pKVM's `vm->pool` / `host_s2_pool`).
+    public internal(set) var freeTables = PagePool()
+    /// Host-donated pages, zeroed when taken (pKVM's vCPU `pkvm_memcache`).
+    public internal(set) var memcache = PagePool()
+    /// Number of table pages below the PGD currently in use.
+    public private(set) var tablePages = 0
+
+    let memory: PhysicalMemory
+    let vmemmap: Vmemmap
+    let tableUse: HypPageUse
+    let freeUse: HypPageUse
+    weak var sink: (any EL2EventSink)?
+
+    // The IPA span to invalidate at the end of the current update.
+    private var invalidLow = UInt64.max
+    private var invalidHigh: UInt64 = 0
+
+    /// Builds an empty table over a zeroed, hyp-owned PGD of `geometry.pgdPages` pages at `root`.
+    init(geometry: Stage2Geometry, vmid: VMID, root: PhysAddr, memory: PhysicalMemory, vmemmap: Vmemmap,
+         tableUse: HypPageUse, freeUse: HypPageUse, sink: (any EL2EventSink)?) {
+        self.geometry = geometry
+        self.vmid = vmid
+        self.root = root
+        self.memory = memory
+        self.vmemmap = vmemmap
+        self.tableUse = tableUse
+        self.freeUse = freeUse
+        self.sink = sink
+        for i in 0..<geometry.pgdPages {
+            let page = root.advanced(by: UInt64(i) << pageShift)
+            memory.zeroPage(page)
+            vmemmap.pointer(memory.pageIndex(page)!).pointee.use = tableUse
+        }
+    }
+
+    // MARK: Lookup
+
+    /// The entry that translates `ipa`: the first non-table descriptor on its walk and the
+    /// level where it was found (`kvm_pgtable_get_leaf`). `ipa` must be below the limit.
+    @inline(__always)
+    public func leaf(at ipa: IPA) -> (descriptor: Stage2Descriptor, level: Int) {
+        var level = geometry.startLevel
+        var table = root
+        var index = ipa.rawValue >> UInt64(Stage2Geometry.shift(level: level))
+        while true {
+            let d = Stage2Descriptor(rawValue: memory.load64(table.advanced(by: index << 3)))
+            guard d.isTable(level: level) else { return (d, level) }
+            table = d.tableAddress
+            level += 1
+            index = (ipa.rawValue >> UInt64(Stage2Geometry.shift(level: level))) & 511
+        }
+    }
+
+    /// Translates `ipa` like a hardware walk: the output address and the leaf, or nil on a
+    /// translation fault.
+    public func translate(_ ipa: IPA) -> (output: PhysAddr, descriptor: Stage2Descriptor, level: Int)? {
+        guard ipa.rawValue < geometry.limit else { return nil }
+        let (d, level) = leaf(at: ipa)
+        guard d.isLeaf(level: level) else { return nil }
+        let mask = Stage2Geometry.blockSize(level: level) - 1
+        return (d.outputAddress(level: level).advanced(by: ipa.rawValue & mask), d, level)
+    }
+
+    /// Pages available for new tables.
+    public var availablePages: Int { freeTables.count + memcache.count }
+
+    // MARK: Update
+
+    /// Applies `update` to `[start, end)` (page aligned, below the limit). The caller has checked
+    /// that enough table pages are available (`tablesNeededBound`), so this cannot fail half-way.
+    public func apply(_ update: Stage2Update, start: UInt64, end: UInt64) {
+        precondition(start & (pageSize - 1) == 0 && end & (pageSize - 1) == 0 && start < end
+                     && end <= geometry.limit, "stage-2 update outside the table")
+        invalidLow = .max
+        invalidHigh = 0
+        walkUpdate(table: root, level: geometry.startLevel, tableBase: 0, start: start, end: end,
+               rangeStart: start, update: update)
+        if invalidLow < invalidHigh {
+            sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(invalidLow), size: invalidHigh - invalidLow))
+        }
+    }
+
+    @inline(__always) private func noteInvalidation(_ lo: UInt64, _ hi: UInt64) {
+        if lo < invalidLow { invalidLow = lo }
+        if hi > invalidHigh { invalidHigh = hi }
+    }
+
+    /// The entry to write for the whole entry `[entryStart, entryStart + size)` at `level`,
+    /// or nil when one entry at this level cannot express the update there.
+    @inline(__always)
+    private func leafValue(_ update: Stage2Update, level: Int, entryStart: UInt64, size: UInt64,
+                           rangeStart: UInt64) -> Stage2Descriptor? {
+        switch update {
+        case .clear:
+            return .zero
+        case .annotate(let d):
+            return level >= Stage2Geometry.minBlockLevel ? d : nil
+        case .map(let output, let permissions, let state, let pagesOnly):
+            if level != Stage2Geometry.lastLevel && (pagesOnly || level < Stage2Geometry.minBlockLevel) {
+                return nil
+            }
+            let oa = output.rawValue &+ (entryStart - rangeStart)
+            guard oa & (size - 1) == 0 else { return nil }
+            return .leaf(level: level, output: PhysAddr(oa), permissions: permissions, state: state)
+        case .mapDevice(let output):
+            guard level >= Stage2Geometry.minBlockLevel else { return nil }
+            let oa = output.rawValue &+ (entryStart - rangeStart)
+            guard oa & (size - 1) == 0 else { return nil }
+            return .leaf(level: level, output: PhysAddr(oa), permissions: .rw, state: .owned,
+                         memAttr: Stage2Descriptor.memAttrDevice)
+        }
+    }
+
+    private func walkUpdate(table: PhysAddr, level: Int, tableBase: UInt64, start: UInt64, end: UInt64,
+                        rangeStart: UInt64, update: Stage2Update) {
+        let shift = UInt64(Stage2Geometry.shift(level: level))
+        let size: UInt64 = 1 << shift
+        var index = (start - tableBase) >> shift
+        var address = start
+        while address < end {
+            let entryStart = tableBase + (index << shift)
+            let entryEnd = entryStart + size
+            let hi = min(end, entryEnd)
+            let slot = table.advanced(by: index << 3)
+            let old = Stage2Descriptor(rawValue: memory.load64(slot))
+
+            if address == entryStart && hi == entryEnd,
+               let new = leafValue(update, level: level, entryStart: entryStart, size: size, rangeStart: rangeStart) {
+                // The whole entry becomes one leaf (or zero).
+                if old != new {
+                    if old.isTable(level: level) {
+                        if freeSubtree(old.tableAddress, level: level + 1) { noteInvalidation(entryStart, entryEnd) }
+                    } else if old.isValid && !widens(old, new) {
+                        noteInvalidation(entryStart, entryEnd)
+                    }
+                    write(slot, old: old, new: new)
+                }
+            } else if old.isTable(level: level) {
+                walkUpdate(table: old.tableAddress, level: level + 1, tableBase: entryStart, start: address,
+                            end: hi, rangeStart: rangeStart, update: update)
+                releaseIfEmpty(slot, child: old.tableAddress)
+            } else if old.isZero, case .clear = update {
+                // Nothing mapped here: nothing to clear.
+            } else {
+                // Zero entry that needs a table below it, or a block / annotated entry that is
+                // only partly changed: split it into a next-level table first.
+                let child = split(old, level: level, entryStart: entryStart)
+                if old.isValid { noteInvalidation(entryStart, entryEnd) }  // break-before-make
+                write(slot, old: old, new: .table(child))
+                walkUpdate(table: child, level: level + 1, tableBase: entryStart, start: address, end: hi,
+                            rangeStart: rangeStart, update: update)
+                releaseIfEmpty(slot, child: child)
+            }
+            address = hi
+            index += 1
+        }
+    }
+
+    /// True when `new` maps the same output with at least the same access and attributes, so the
+    /// change needs no invalidation (a relaxation, as `stage2_map_walker_try_leaf` skips TLBI for).
+    @inline(__always) private func widens(_ old: Stage2Descriptor, _ new: Stage2Descriptor) -> Bool {
+        guard new.isValid, old.rawValue & Stage2Descriptor.addressMask == new.rawValue & Stage2Descriptor.addressMask,
+              old.rawValue & 3 == new.rawValue & 3 else { return false }
+        return new.permissions.isSuperset(of: old.permissions) && old.memAttr == new.memAttr
+    }
+
+    /// Writes `new` over `old` in a table slot, keeping the table page's count of non-zero entries.
+    @inline(__always) private func write(_ slot: PhysAddr, old: Stage2Descriptor, new: Stage2Descriptor) {
+        memory.store64(slot, new.rawValue)
+        if old.isZero != new.isZero {
+            let page = vmemmap.pointer(memory.pageIndex(slot)!)
+            if new.isZero { page.pointee.refcount -= 1 } else { page.pointee.refcount += 1 }
+        }
+    }
+
+    /// Frees `child` and zeroes its parent entry if it no longer holds any non-zero entry.
+    @inline(__always) private func releaseIfEmpty(_ slot: PhysAddr, child: PhysAddr) {
+        guard vmemmap[memory.pageIndex(child)!].refcount == 0 else { return }
+        write(slot, old: .table(child), new: .zero)
+        freeTable(child)
+    }
+
+    /// A new table one level below `level` that expresses exactly what `old` expressed over the
+    /// entry at `entryStart`: 512 copies of an annotation, 512 smaller leaves of a block, or zeros.
+    private func split(_ old: Stage2Descriptor, level: Int, entryStart: UInt64) -> PhysAddr {
+        let child = allocateTable()
+        if !old.isZero {
+            let childLevel = level + 1
+            let step = Stage2Geometry.blockSize(level: childLevel)
+            let base = old.isValid ? old.outputAddress(level: level).rawValue : 0
+            for i in 0..<UInt64(512) {
+                let d = old.isValid ? old.withOutput(PhysAddr(base + i * step), level: childLevel) : old
+                memory.store64(child.advanced(by: i << 3), d.rawValue)
+            }
+            vmemmap.pointer(memory.pageIndex(child)!).pointee.refcount = 512
+        }
+        return child
+    }
+
+    /// Frees a whole subtree; returns true if it held any valid leaf (so a TLBI is needed).
+    private func freeSubtree(_ table: PhysAddr, level: Int) -> Bool {
+        var hadValid = false
+        for i in 0..<UInt64(512) {
+            let d = Stage2Descriptor(rawValue: memory.load64(table.advanced(by: i << 3)))
+            if d.isTable(level: level) {
+                hadValid = freeSubtree(d.tableAddress, level: level + 1) || hadValid
+            } else if d.isValid {
+                hadValid = true
+            }
+        }
+        memory.zeroPage(table)
+        vmemmap.pointer(memory.pageIndex(table)!).pointee.refcount = 0
+        freeTable(table)
+        return hadValid
+    }
+
+    private func allocateTable() -> PhysAddr {
+        let page: PhysAddr
+        if let p = freeTables.pop(memory: memory) {
+            page = p
+        } else if let p = memcache.pop(memory: memory) {
+            memory.zeroPage(p)
+            page = p
+        } else {
+            preconditionFailure("stage-2 table pool exhausted after the transition's memcache check: EL2 accounting bug")
+        }
+        let meta = vmemmap.pointer(memory.pageIndex(page)!)
+        meta.pointee.use = tableUse
+        meta.pointee.refcount = 0
+        tablePages += 1
+        return page
+    }
+
+    private func freeTable(_ page: PhysAddr) {
+        vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
+        freeTables.push(page, memory: memory)
+        // The pool's link word is the only non-zero word of a free table page.
+        tablePages -= 1
+    }
+
+    /// Adds a host-donated page to the memcache.
+    func addToMemcache(_ page: PhysAddr) {
+        vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
+        memcache.push(page, memory: memory)
+    }
+
+    /// Adds a zeroed page to the free-table pool.
+    func addFreeTable(_ page: PhysAddr) {
+        memory.zeroPage(page)
+        vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
+        freeTables.push(page, memory: memory)
+    }
+
+    /// Takes a page back out of the memcache (the host shrinking it), link word cleared.
+    func takeFromMemcache() -> PhysAddr? { memcache.pop(memory: memory) }
+
+    /// Destroys the whole table (`kvm_pgtable_stage2_destroy`): every table page below the PGD
+    /// returns to `freeTables`, zeroed, and the PGD is zeroed. Returns the pages of the PGD.
+    func destroy() -> [PhysAddr] {
+        let entries = UInt64(geometry.pgdEntries)
+        for i in 0..<entries {
+            let slot = root.advanced(by: i << 3)
+            let d = Stage2Descriptor(rawValue: memory.load64(slot))
+            if d.isTable(level: geometry.startLevel) { _ = freeSubtree(d.tableAddress, level: geometry.startLevel + 1) }
+        }
+        var pgd: [PhysAddr] = []
+        for i in 0..<geometry.pgdPages {
+            let page = root.advanced(by: UInt64(i) << pageShift)
+            memory.zeroPage(page)
+            vmemmap.pointer(memory.pageIndex(page)!).pointee.refcount = 0
+            pgd.append(page)
+        }
+        return pgd
+    }
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Zero-filled anonymous memory that backs guest-physical RAM: one `mmap(MAP_PRIVATE |
+/// MAP_ANONYMOUS | MAP_NORESERVE)`, so a 64 GiB machine costs nothing until pages are touched,
+/// released with `munmap` when the object goes away.
+///
+/// This is the only place pvm maps RAM for the model; the VMM's memfd-backed RAM comes with
+/// the KVM backend.
+public final class AnonymousMemory: @unchecked Sendable {
+    /// The mapping. Valid for the object's lifetime; the kernel zero-fills it.
+    public let buffer: UnsafeMutableRawBufferPointer
+
+    /// Why a mapping failed.
+    public struct MapError: Error, CustomStringConvertible {
+        public let size: Int
+        public let errno: Int32
+        public var description: String {
+            "mmap of \(size) bytes failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        }
+    }
+
+    /// Maps `size` bytes (rounded up to the page size) of zeroed memory.
+    public init(size: Int) throws(MapError) {
+        let length = max(4096, (size + 4095) & ~4095)
+        #if os(Linux)
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
+        #else
+        let flags = MAP_PRIVATE | MAP_ANON
+        #endif
+        let p = mmap(nil, length, PROT_READ | PROT_WRITE, flags, -1, 0)
+        guard let p, p != MAP_FAILED else { throw MapError(size: length, errno: errno) }
+        buffer = UnsafeMutableRawBufferPointer(start: p, count: length)
+    }
+
+    deinit {
+        // The mapping was created in init with exactly this base and length.
+        _ = munmap(buffer.baseAddress, buffer.count)
+    }
+}
