@@ -124,3 +124,11 @@ extension Hypervisor {
         }
     }
 }
+
+extension Hypervisor {
+    /// Pages in a VM's memcache (the pool the host tops up): -EINVAL if there is no such VM.
+    public func memcacheCount(vm handle: VMHandle) throws(HypError) -> Int {
+        let vm = try transitionVM(handle)
+        return vm.lock.withLock { _ in vm.stage2.memcache.count }
+    }
+}

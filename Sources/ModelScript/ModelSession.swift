@@ -1,1 +1,116 @@
+import EL2
+import HostMemory
 
+/// A `pvm model` session: one machine (RAM, EL2 booted over it), the VMs the script named, and
+/// the interpreter of the script language (see `ModelOperation.all` and docs/model-language.md).
+///
+/// Each line is one operation; `run(line:number:)` returns what to print: the line, ` -> `,
+/// and the result (`0`, an errno name such as `-EPERM`, or the text an inspection prints).
+public final class ModelSession {
+    /// How the machine is built.
+    public struct Configuration: Sendable {
+        /// Bytes of RAM, a multiple of 4 KiB (default 64 MiB).
+        public var memory: UInt64 = 64 << 20
+        /// IPA size of every stage-2 (default 40 bits).
+        public var ipaBits = 40
+        /// Physical address of the first RAM byte; pfn 0 of the script (default 0x8000_0000,
+        /// where crosvm's arm64 layout puts RAM).
+        public var ramBase: UInt64 = 0x8000_0000
+        public init() {}
+    }
+
+    /// Why a session could not start.
+    public struct SetupError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Memcache pages `vm_create` gives a new VM: enough for 30 distinct 2 MiB regions of a
+    /// 40-bit guest before the script needs `vm_memcache`.
+    public static let defaultMemcache = 32
+    /// Smallest RAM a session accepts.
+    public static let minimumMemory: UInt64 = 4 << 20
+    /// Largest RAM a session accepts.
+    public static let maximumMemory: UInt64 = 64 << 30
+
+    public let hypervisor: Hypervisor
+    let host: ModelHost
+    let log = ModelEventLog()
+    private let backing: AnonymousMemory
+    /// Script names of VMs. A torn-down VM keeps its name (EL2 then answers for a dead handle)
+    /// until `vm_create` reuses it.
+    var vmNames: [String: VMHandle] = [:]
+    /// Lines that could not be run so far.
+    public private(set) var malformedLines = 0
+
+    public init(_ configuration: Configuration = Configuration()) throws(SetupError) {
+        let size = configuration.memory
+        guard size >= Self.minimumMemory, size <= Self.maximumMemory, size % pageSize == 0 else {
+            throw SetupError(description: "memory size \(size) bytes must be a multiple of 4 KiB between 4M and 64G")
+        }
+        guard configuration.ramBase % (2 << 20) == 0 else {
+            throw SetupError(description: "RAM base \(hex(configuration.ramBase)) must be 2 MiB aligned")
+        }
+        do {
+            backing = try AnonymousMemory(size: Int(size))
+        } catch {
+            throw SetupError(description: error.description)
+        }
+        do {
+            let memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(configuration.ramBase), size: size)],
+                                            backing: backing.buffer, owner: backing)
+            hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, sink: log)
+        } catch let e as PhysicalMemory.LayoutError {
+            throw SetupError(description: e.description)
+        } catch let e as Hypervisor.InitError {
+            throw SetupError(description: e.description)
+        } catch {
+            throw SetupError(description: "\(error)")
+        }
+        host = ModelHost(hyp: hypervisor)
+    }
+
+    /// What running one line produced.
+    public struct LineResult: Equatable, Sendable {
+        /// The text to print (may span several lines).
+        public let text: String
+        /// True when the line could not be run (unknown operation, bad arguments).
+        public let isMalformed: Bool
+    }
+
+    /// Runs one script line. Returns nil for a blank line; a comment line comes back as itself.
+    public func run(line raw: String, number: Int) -> LineResult? {
+        let trimmed = raw.trimmingCharactersInWhitespace()
+        if trimmed.isEmpty { return nil }
+        if trimmed.hasPrefix("#") { return LineResult(text: trimmed, isMalformed: false) }
+        let code = trimmed.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+        let words = code.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let shown = words.joined(separator: " ")
+        do throws(ModelLineError) {
+            let result = try execute(words)
+            return LineResult(text: "\(shown) -> \(result)", isMalformed: false)
+        } catch {
+            malformedLines += 1
+            return LineResult(text: "\(shown) -> error: line \(number): \(error.message)", isMalformed: true)
+        }
+    }
+
+    private func execute(_ words: [Substring]) throws(ModelLineError) -> String {
+        let name = String(words[0])
+        guard let op = ModelOperation.byName[name] else {
+            let near = ModelOperation.all.map(\.name).filter { $0.hasPrefix(String(name.prefix(4))) }
+            let hint = near.isEmpty ? "; try help" : "; did you mean \(near.joined(separator: ", "))?"
+            throw ModelLineError("unknown operation '\(name)'\(hint)")
+        }
+        let args = Array(words.dropFirst())
+        guard op.arity.contains(args.count) else {
+            let expected = op.arity.lowerBound == op.arity.upperBound
+                ? "\(op.arity.lowerBound)" : "\(op.arity.lowerBound) to \(op.arity.upperBound)"
+            throw ModelLineError("\(name) takes \(expected) argument\(op.arity.upperBound == 1 ? "" : "s") "
+                                 + "(\(name) \(op.synopsis)), got \(args.count)")
+        }
+        return try op.run(ModelArguments(operation: name, tokens: args, session: self))
+    }
+
+    /// The language reference `help` prints.
+    public static var help: String { ModelOperation.helpText }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import ModelScript
+
+/// Options that shape the emulated machine, shared by subcommands.
+struct MachineOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("RAM size: bytes, or with a K/M/G suffix (4M to 64G).", valueName: "SIZE"))
+    var memory: String = "64M"
+
+    @Option(name: .long, help: ArgumentHelp("IPA size of every stage-2: 40 or 48 (any of 32...48 works).", valueName: "BITS"))
+    var ipaBits: Int = 40
+
+    @Option(name: .long, help: ArgumentHelp("Physical address of the first RAM byte (2 MiB aligned).", valueName: "ADDR"))
+    var ramBase: String = "0x80000000"
+
+    func validate() throws {
+        _ = try configuration()
+    }
+
+    /// The model configuration these options describe, or a ValidationError naming the bad flag.
+    func configuration() throws -> ModelSession.Configuration {
+        var c = ModelSession.Configuration()
+        guard let size = NumberParser.size(memory) else {
+            throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G, 0x4000000)")
+        }
+        guard size >= ModelSession.minimumMemory, size <= ModelSession.maximumMemory else {
+            throw ValidationError("--memory \(memory) is out of range: pvm emulates 4M to 64G of RAM")
+        }
+        guard size % 4096 == 0 else { throw ValidationError("--memory \(memory) is not a multiple of 4 KiB") }
+        guard (32...48).contains(ipaBits) else {
+            throw ValidationError("--ipa-bits \(ipaBits) is not supported: use 40 or 48 (32...48 with the 4 KB granule)")
+        }
+        guard let base = NumberParser.unsigned(Substring(ramBase)), base % (2 << 20) == 0 else {
+            throw ValidationError("--ram-base '\(ramBase)' must be a 2 MiB aligned address")
+        }
+        guard base + size <= 1 << UInt64(ipaBits) else {
+            throw ValidationError("RAM [\(ramBase), +\(memory)) does not fit a \(ipaBits)-bit IPA space")
+        }
+        c.memory = size
+        c.ipaBits = ipaBits
+        c.ramBase = base
+        return c
+    }
+}

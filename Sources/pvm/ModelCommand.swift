@@ -1,0 +1,87 @@
+import ArgumentParser
+import ModelScript
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `pvm model`: run a script of EL2 operations and print each line with its result.
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Run a script of ownership operations against EL2 and print each result.",
+        discussion: """
+            Reads SCRIPT (or standard input; interactive when it is a terminal), one operation a \
+            line, and prints each line followed by ' -> ' and its result: 0 or an errno name \
+            such as -EPERM. Exit status: 0 when every line ran, 1 when any line was malformed, \
+            2 when the script could not be read. 'help' lists the operations; \
+            docs/model-language.md documents them.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("Script file; standard input when absent.", valueName: "SCRIPT"))
+    var script: String?
+
+    @OptionGroup var machine: MachineOptions
+
+    func run() throws {
+        let session: ModelSession
+        do {
+            session = try ModelSession(try machine.configuration())
+        } catch let e as ModelSession.SetupError {
+            throw ValidationError(e.description)
+        }
+        if let script {
+            guard let text = readFile(script) else {
+                printError("pvm model: cannot read script '\(script)': \(String(cString: strerror(errno)))")
+                throw ExitCode(2)
+            }
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            if lines.last == "" { lines.removeLast() }
+            for (i, line) in lines.enumerated() { emit(session.run(line: line, number: i + 1)) }
+        } else {
+            let interactive = isatty(0) == 1
+            if interactive { print("pvm model: \(machine.memory) RAM, \(machine.ipaBits)-bit IPA. Type help for operations.") }
+            var number = 0
+            while true {
+                if interactive { print("pvm> ", terminator: ""); fflush(nil) }
+                guard let line = readLine(strippingNewline: true) else { break }
+                number += 1
+                emit(session.run(line: line, number: number))
+            }
+        }
+        if session.malformedLines > 0 {
+            printError("pvm model: \(session.malformedLines) malformed line\(session.malformedLines == 1 ? "" : "s")")
+            throw ExitCode(1)
+        }
+    }
+
+    private func emit(_ result: ModelSession.LineResult?) {
+        guard let result else { return }
+        print(result.text)
+        if result.isMalformed, isatty(1) == 0 { printError(result.text) }
+    }
+}
+
+/// Reads a whole file as UTF-8 (invalid bytes replaced), or nil with `errno` set.
+func readFile(_ path: String) -> String? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count {
+            if ferror(f) != 0 { return nil }
+            break
+        }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Writes one line to standard error (the CLI's only direct write(2)).
+func printError(_ message: String) {
+    fflush(nil)
+    var line = message + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
