@@ -9,7 +9,8 @@
 //        └──────► HostMemory ──────┘ (test and CLI only: EL2 never allocates or calls the OS)
 //
 // EL2 is pure Swift and deterministic: page ownership, stage-2 tables, pKVM transitions.
-// HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap).
+// HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap), and
+// supplies EL2 with a fast page-clearing primitive (CHostMemory: non-temporal stores).
 // ModelScript is the `pvm model` language, kept out of the executable so tests drive it in-process.
 // The VMM (KVM backend), tracing and interpreter modules arrive with their own issues.
 import PackageDescription
@@ -26,7 +27,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "EL2"),
-        .target(name: "HostMemory"),
+        .target(name: "CHostMemory"),
+        .target(name: "HostMemory", dependencies: ["CHostMemory"]),
         .target(name: "ModelScript", dependencies: ["EL2", "HostMemory"]),
         .executableTarget(
             name: "pvm",

@@ -131,7 +131,7 @@ extension Hypervisor {
                     returnToHostLocked(page, pages: 1)
                     returned += 1
                 }
-                while let page = s2.freeTables.pop(memory: memory) {
+                while let page = s2.takeFreeTable() {
                     returnToHostLocked(page, pages: 1)
                     returned += 1
                 }

@@ -21,6 +21,7 @@ public final class PhysicalMemory: @unchecked Sendable {
     private let singleBase: UInt64
     private let singleSize: UInt64
     private let owner: AnyObject?
+    private let clearPage: (@convention(c) (UnsafeMutableRawPointer?) -> Void)?
 
     /// Why a memory layout was refused.
     public enum LayoutError: Error, Equatable, CustomStringConvertible {
@@ -44,7 +45,10 @@ public final class PhysicalMemory: @unchecked Sendable {
     ///   - backing: at least the sum of the region sizes, zero-filled by the caller if it wants RAM
     ///     to start zeroed.
     ///   - owner: kept alive with this object (for example the mapping that provides `backing`).
-    public init(regions: [MemoryRegion], backing: UnsafeMutableRawBufferPointer, owner: AnyObject?) throws(LayoutError) {
+    ///   - clearPage: the backing's fastest way to zero one 4 KiB page (for example non-temporal
+    ///     stores); EL2 uses a plain Swift loop when none is given.
+    public init(regions: [MemoryRegion], backing: UnsafeMutableRawBufferPointer, owner: AnyObject?,
+                clearPage: (@convention(c) (UnsafeMutableRawPointer?) -> Void)? = nil) throws(LayoutError) {
         let sorted = regions.sorted { $0.base < $1.base }
         guard !sorted.isEmpty else { throw .noRegions }
         var total: UInt64 = 0
@@ -65,6 +69,7 @@ public final class PhysicalMemory: @unchecked Sendable {
         self.pageCount = Int(total >> pageShift)
         self.base = b
         self.owner = owner
+        self.clearPage = clearPage
         self.singleBase = sorted.count == 1 ? sorted[0].base.rawValue : 0
         self.singleSize = sorted.count == 1 ? sorted[0].size : 0
     }
@@ -132,11 +137,14 @@ public final class PhysicalMemory: @unchecked Sendable {
         pointer(to: pa).storeBytes(of: value, as: UInt64.self)
     }
 
-    /// Zeroes one page, skipping the write when it is already zero: reading is cheaper than
-    /// writing, and a never-touched page of an anonymous mapping then stays unmaterialised.
+    /// Zeroes one page, as `hyp_poison_page` does, with the backing's clear-page primitive
+    /// when it has one. Writing always beats checking first: reading a page costs most of what
+    /// streaming zeros over it does.
     @inline(never) public func zeroPage(_ page: PhysAddr) {
-        if isZeroPage(page) { return }
-        pointer(to: page).initializeMemory(as: UInt64.self, repeating: 0, count: Int(pageSize / 8))
+        let p = pointer(to: page)
+        if let clearPage { clearPage(p) } else {
+            p.initializeMemory(as: UInt64.self, repeating: 0, count: Int(pageSize / 8))
+        }
     }
 
     /// True when every byte of the page is zero.

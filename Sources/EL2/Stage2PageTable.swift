@@ -22,21 +22,31 @@ public final class Stage2PageTable: @unchecked Sendable {
     /// Base of the PGD (VTTBR_EL2.BADDR).
     public let root: PhysAddr
     /// Zeroed pages ready to become tables (pKVM's `vm->pool` / `host_s2_pool`).
-    public internal(set) var freeTables = PagePool()
+    public var freeTables: PagePool { state.pointee.freeTables }
     /// Host-donated pages, zeroed when taken (pKVM's vCPU `pkvm_memcache`).
-    public internal(set) var memcache = PagePool()
+    public var memcache: PagePool { state.pointee.memcache }
     /// Number of table pages below the PGD currently in use.
-    public private(set) var tablePages = 0
+    public var tablePages: Int { state.pointee.tablePages }
+
+    /// The table's mutable bookkeeping, kept behind a pointer rather than in stored `var`s:
+    /// every transition touches it, and class stored properties would pay a dynamic
+    /// exclusivity check on each access. Sound because the owner's lock serialises every use,
+    /// the pointer is allocated in init and freed only in deinit, and no access escapes a method.
+    private struct MutableState {
+        var freeTables = PagePool()
+        var memcache = PagePool()
+        var tablePages = 0
+        // The IPA span to invalidate at the end of the current update.
+        var invalidLow = UInt64.max
+        var invalidHigh: UInt64 = 0
+    }
+    private let state: UnsafeMutablePointer<MutableState>
 
     let memory: PhysicalMemory
     let vmemmap: Vmemmap
     let tableUse: HypPageUse
     let freeUse: HypPageUse
     weak var sink: (any EL2EventSink)?
-
-    // The IPA span to invalidate at the end of the current update.
-    private var invalidLow = UInt64.max
-    private var invalidHigh: UInt64 = 0
 
     /// Builds an empty table over a zeroed, hyp-owned PGD of `geometry.pgdPages` pages at `root`.
     init(geometry: Stage2Geometry, vmid: VMID, root: PhysAddr, memory: PhysicalMemory, vmemmap: Vmemmap,
@@ -49,11 +59,18 @@ public final class Stage2PageTable: @unchecked Sendable {
         self.tableUse = tableUse
         self.freeUse = freeUse
         self.sink = sink
+        self.state = .allocate(capacity: 1)
+        self.state.initialize(to: MutableState())
         for i in 0..<geometry.pgdPages {
             let page = root.advanced(by: UInt64(i) << pageShift)
             memory.zeroPage(page)
             vmemmap.pointer(memory.pageIndex(page)!).pointee.use = tableUse
         }
+    }
+
+    deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
     }
 
     // MARK: Lookup
@@ -94,18 +111,73 @@ public final class Stage2PageTable: @unchecked Sendable {
     public func apply(_ update: Stage2Update, start: UInt64, end: UInt64) {
         precondition(start & (pageSize - 1) == 0 && end & (pageSize - 1) == 0 && start < end
                      && end <= geometry.limit, "stage-2 update outside the table")
-        invalidLow = .max
-        invalidHigh = 0
-        walkUpdate(table: root, level: geometry.startLevel, tableBase: 0, start: start, end: end,
-               rangeStart: start, update: update)
-        if invalidLow < invalidHigh {
-            sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(invalidLow), size: invalidHigh - invalidLow))
+        state.pointee.invalidLow = .max
+        state.pointee.invalidHigh = 0
+        if end - start != pageSize || !applyPage(update, ipa: start) {
+            walkUpdate(table: root, level: geometry.startLevel, tableBase: 0, start: start, end: end,
+                       rangeStart: start, update: update)
         }
+        let (low, high) = (state.pointee.invalidLow, state.pointee.invalidHigh)
+        if low < high { sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(low), size: high - low)) }
+    }
+
+    /// The single-page update every guest transition makes, without the range machinery:
+    /// descend (allocating empty tables), write the level-3 entry, then free the tables the
+    /// write emptied. Returns false, having changed nothing, when the walk meets a block or an
+    /// annotation above level 3, which the general path splits.
+    @inline(__always) private func applyPage(_ update: Stage2Update, ipa: UInt64) -> Bool {
+        let new = leafValue(update, level: Stage2Geometry.lastLevel, entryStart: ipa, size: pageSize, rangeStart: ipa)!
+        var level = geometry.startLevel
+        var table = root
+        var index = ipa >> UInt64(Stage2Geometry.shift(level: level))
+        // The slots that point at the tables on the path (at most 3 below a level-0 PGD).
+        var parent0 = PhysAddr(0), parent1 = PhysAddr(0), parent2 = PhysAddr(0)
+        var depth = 0
+        while level < Stage2Geometry.lastLevel {
+            let slot = table.advanced(by: index << 3)
+            let d = Stage2Descriptor(rawValue: memory.load64(slot))
+            if d.isTable(level: level) {
+                table = d.tableAddress
+            } else if d.isZero {
+                if new.isZero { return true }  // nothing mapped here: nothing to clear
+                let child = allocateTable()
+                write(slot, old: d, new: .table(child))
+                table = child
+            } else {
+                // Only reachable before anything was written: tables are allocated only below
+                // zero entries, and a zero entry's subtree holds no block.
+                return false
+            }
+            switch depth {
+            case 0: parent0 = slot
+            case 1: parent1 = slot
+            default: parent2 = slot
+            }
+            depth += 1
+            level += 1
+            index = (ipa >> UInt64(Stage2Geometry.shift(level: level))) & 511
+        }
+        let slot = table.advanced(by: index << 3)
+        let old = Stage2Descriptor(rawValue: memory.load64(slot))
+        if old == new { return true }
+        if old.isValid && !widens(old, new) { noteInvalidation(ipa, ipa + pageSize) }
+        write(slot, old: old, new: new)
+        if new.isZero {
+            var child = table
+            while depth > 0, vmemmap[memory.pageIndex(child)!].refcount == 0 {
+                depth -= 1
+                let parentSlot = depth == 0 ? parent0 : depth == 1 ? parent1 : parent2
+                write(parentSlot, old: .table(child), new: .zero)
+                freeTable(child)
+                child = PhysAddr(parentSlot.rawValue & ~(pageSize - 1))
+            }
+        }
+        return true
     }
 
     @inline(__always) private func noteInvalidation(_ lo: UInt64, _ hi: UInt64) {
-        if lo < invalidLow { invalidLow = lo }
-        if hi > invalidHigh { invalidHigh = hi }
+        if lo < state.pointee.invalidLow { state.pointee.invalidLow = lo }
+        if hi > state.pointee.invalidHigh { state.pointee.invalidHigh = hi }
     }
 
     /// The entry to write for the whole entry `[entryStart, entryStart + size)` at `level`,
@@ -239,9 +311,9 @@ public final class Stage2PageTable: @unchecked Sendable {
 
     private func allocateTable() -> PhysAddr {
         let page: PhysAddr
-        if let p = freeTables.pop(memory: memory) {
+        if let p = state.pointee.freeTables.pop(memory: memory) {
             page = p
-        } else if let p = memcache.pop(memory: memory) {
+        } else if let p = state.pointee.memcache.pop(memory: memory) {
             memory.zeroPage(p)
             page = p
         } else {
@@ -250,32 +322,35 @@ public final class Stage2PageTable: @unchecked Sendable {
         let meta = vmemmap.pointer(memory.pageIndex(page)!)
         meta.pointee.use = tableUse
         meta.pointee.refcount = 0
-        tablePages += 1
+        state.pointee.tablePages += 1
         return page
     }
 
     private func freeTable(_ page: PhysAddr) {
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
-        freeTables.push(page, memory: memory)
+        state.pointee.freeTables.push(page, memory: memory)
         // The pool's link word is the only non-zero word of a free table page.
-        tablePages -= 1
+        state.pointee.tablePages -= 1
     }
 
     /// Adds a host-donated page to the memcache.
     func addToMemcache(_ page: PhysAddr) {
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
-        memcache.push(page, memory: memory)
+        state.pointee.memcache.push(page, memory: memory)
     }
 
     /// Adds a zeroed page to the free-table pool.
     func addFreeTable(_ page: PhysAddr) {
         memory.zeroPage(page)
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
-        freeTables.push(page, memory: memory)
+        state.pointee.freeTables.push(page, memory: memory)
     }
 
     /// Takes a page back out of the memcache (the host shrinking it), link word cleared.
-    func takeFromMemcache() -> PhysAddr? { memcache.pop(memory: memory) }
+    func takeFromMemcache() -> PhysAddr? { state.pointee.memcache.pop(memory: memory) }
+
+    /// Takes a free table page back out of the pool (teardown), link word cleared.
+    func takeFreeTable() -> PhysAddr? { state.pointee.freeTables.pop(memory: memory) }
 
     /// Destroys the whole table (`kvm_pgtable_stage2_destroy`): every table page below the PGD
     /// returns to `freeTables`, zeroed, and the PGD is zeroed. Returns the pages of the PGD.

@@ -57,7 +57,8 @@ public final class ModelSession {
         }
         do {
             let memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(configuration.ramBase), size: size)],
-                                            backing: backing.buffer, owner: backing)
+                                            backing: backing.buffer, owner: backing,
+                                            clearPage: AnonymousMemory.clearPage)
             hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, sink: log)
         } catch let e as PhysicalMemory.LayoutError {
             throw SetupError(description: e.description)

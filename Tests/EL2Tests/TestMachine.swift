@@ -23,7 +23,8 @@ struct TestMachine {
         let regions = regions ?? [MemoryRegion(base: PhysAddr(Self.ramBase), size: megabytes << 20)]
         let total = regions.reduce(0) { $0 + $1.size }
         backing = try AnonymousMemory(size: Int(total))
-        let memory = try PhysicalMemory(regions: regions, backing: backing.buffer, owner: backing)
+        let memory = try PhysicalMemory(regions: regions, backing: backing.buffer, owner: backing,
+                                        clearPage: AnonymousMemory.clearPage)
         sink = RecordingSink()
         hyp = try Hypervisor(memory: memory, ipaBits: ipaBits, sink: sink)
     }
