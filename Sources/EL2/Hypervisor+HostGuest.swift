@@ -5,7 +5,8 @@ extension Hypervisor {
     /// `__pkvm_host_share_guest`: maps host pages into a guest, the host keeping ownership.
     /// `pages` is 1 or 512 (one 2 MiB block, mapped as a level-2 block).
     ///
-    /// Checks, in order: `prot` ⊆ RWX (-EINVAL); pfn range valid (-EINVAL); transition size
+    /// Checks, in order: the VM exists (-EINVAL: pKVM's handler resolves the vCPU's VM before the
+    /// transition runs); `prot` ⊆ RWX (-EINVAL); pfn range valid (-EINVAL); transition size
     /// (-EINVAL); memory check (-EINVAL / -EPERM); guest NOPAGE over the range (-EPERM; -ERANGE
     /// past the IPA limit); per page: host OWNED passes, host SHARED_OWNED with a share count
     /// of U32_MAX gives -EBUSY, with a count above zero passes, anything else -EPERM; memcache
@@ -14,12 +15,12 @@ extension Hypervisor {
     /// state SHARED_BORROWED.
     public func hostShareGuest(_ pfn: PFN, gfn: GFN, pages: UInt64, vm handle: VMHandle,
                                prot: Stage2Permissions) throws(HypError) {
+        let vm = try transitionVM(handle)
         guard prot.isSubset(of: .rwx) else { throw .EINVAL }
         guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
         let phys = pfn.address, ipa = gfn.ipa
         try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
         try checkRangeAllowedMemory(phys, pages: pages)
-        let vm = try transitionVM(handle)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
             try checkGuestRange(vm, ipa, pages: pages, .noPage)
             let first = memory.pageIndex(phys)!
@@ -45,15 +46,16 @@ extension Hypervisor {
 
     /// `__pkvm_host_unshare_guest`: removes a host page (or 2 MiB block) shared with a guest.
     ///
-    /// Checks, in order: transition size (-EINVAL); the guest leaf (-ERANGE past the IPA limit;
+    /// Checks, in order: the VM exists (-EINVAL, the handler's `get_pkvm_hyp_vm`); transition
+    /// size (-EINVAL); the guest leaf (-ERANGE past the IPA limit;
     /// invalid -ENOENT, before any state check); the mapping's granule equals the request
     /// (-E2BIG); guest SHARED_BORROWED (-EPERM); per page host SHARED_OWNED (-EPERM) with a
     /// non-zero share count (-EINVAL).
     /// Effect: guest entry unmapped (TLB invalidated); per page share count − 1, host OWNED at 0.
     public func hostUnshareGuest(gfn: GFN, pages: UInt64, vm handle: VMHandle) throws(HypError) {
+        let vm = try transitionVM(handle)
         let ipa = gfn.ipa
         try checkTransitionSize(phys: PhysAddr(0), ipa: ipa, pages: pages)
-        let vm = try transitionVM(handle)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
             guard ipa.rawValue < geometry.limit, pages << pageShift <= geometry.limit - ipa.rawValue else {
                 throw .ERANGE

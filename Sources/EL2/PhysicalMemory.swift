@@ -163,28 +163,30 @@ public final class PhysicalMemory: @unchecked Sendable {
 
     /// Copies bytes out of RAM (inspection, tests, the VMM's checked accessor).
     public func read(_ pa: PhysAddr, into buffer: UnsafeMutableRawBufferPointer) {
-        guard buffer.count > 0 else { return }
-        precondition(pageIndex(pa) != nil && pageIndex(pa.advanced(by: UInt64(buffer.count - 1))) != nil,
-                     "read outside RAM")
-        var done = 0
-        while done < buffer.count {
-            let here = pa.advanced(by: UInt64(done))
-            let n = min(buffer.count - done, Int(pageSize - (here.rawValue & (pageSize - 1))))
-            buffer.baseAddress!.advanced(by: done).copyMemory(from: pointer(to: here), byteCount: n)
-            done += n
+        forEachChunk(pa, count: buffer.count) { ram, offset, n in
+            buffer.baseAddress!.advanced(by: offset).copyMemory(from: ram, byteCount: n)
         }
     }
 
     /// Copies bytes into RAM.
     public func write(_ pa: PhysAddr, from buffer: UnsafeRawBufferPointer) {
-        guard buffer.count > 0 else { return }
-        precondition(pageIndex(pa) != nil && pageIndex(pa.advanced(by: UInt64(buffer.count - 1))) != nil,
-                     "write outside RAM")
+        forEachChunk(pa, count: buffer.count) { ram, offset, n in
+            ram.copyMemory(from: buffer.baseAddress!.advanced(by: offset), byteCount: n)
+        }
+    }
+
+    /// Splits `[pa, pa + count)` at page boundaries (regions need not be contiguous in the
+    /// backing) and hands each piece's RAM pointer, offset into the range, and length to `body`.
+    private func forEachChunk(_ pa: PhysAddr, count: Int,
+                              _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) {
+        guard count > 0 else { return }
+        precondition(pageIndex(pa) != nil && pageIndex(pa.advanced(by: UInt64(count - 1))) != nil,
+                     "access outside RAM")
         var done = 0
-        while done < buffer.count {
+        while done < count {
             let here = pa.advanced(by: UInt64(done))
-            let n = min(buffer.count - done, Int(pageSize - (here.rawValue & (pageSize - 1))))
-            pointer(to: here).copyMemory(from: buffer.baseAddress!.advanced(by: done), byteCount: n)
+            let n = min(count - done, Int(pageSize - (here.rawValue & (pageSize - 1))))
+            body(pointer(to: here), done, n)
             done += n
         }
     }
