@@ -28,6 +28,9 @@ extension Hypervisor {
                 hypLock.withLock { _ in
                     var c = InvariantCollector(limit: limit)
                     checkLocked(&c)
+                    if c.dropped > 0 {
+                        c.violations.append(InvariantViolation(message: "... and \(c.dropped) more violations"))
+                    }
                     return c.violations
                 }
             }

@@ -61,8 +61,9 @@ extension Hypervisor {
     public func topUpMemcache(vm handle: VMHandle, pages: [PFN]) throws(HypError) {
         let vm = try transitionVM(handle)
         for pfn in pages {
+            // isDying is guarded by the VM-table lock, which comes before the host lock.
+            if vmTableLock.withLock({ _ in vm.isDying }) { throw .EINVAL }
             try withHostLock { () throws(HypError) in
-                if vm.isDying { throw .EINVAL }
                 try hypLock.withLock { _ throws(HypError) in try donateToHypLocked(pfn, pages: 1) }
                 vm.lock.withLock { _ in vm.stage2.addToMemcache(pfn.address) }
             }
