@@ -18,6 +18,10 @@ public final class GuestVM: @unchecked Sendable {
     /// Loaded vCPUs and other holders (`hyp_vm` refcount); teardown needs zero.
     public internal(set) var references = 0
 
+    /// Set by finalize-teardown once the VM's pools are drained. Guarded by the host lock, so a
+    /// memcache top-up that passed the `isDying` check re-checks it where the pages move.
+    var isFinalized = false
+
     let lock = Mutex(())
 
     init(handle: VMHandle, vmid: VMID, isProtected: Bool, stage2: Stage2PageTable, metadataPage: PhysAddr) {

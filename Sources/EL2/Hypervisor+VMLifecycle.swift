@@ -64,6 +64,8 @@ extension Hypervisor {
             // isDying is guarded by the VM-table lock, which comes before the host lock.
             if vmTableLock.withLock({ _ in vm.isDying }) { throw .EINVAL }
             try withHostLock { () throws(HypError) in
+                // A finalize may have run since the check above; it drains under this lock.
+                if vm.isFinalized { throw .EINVAL }
                 try hypLock.withLock { _ throws(HypError) in try donateToHypLocked(pfn, pages: 1) }
                 vm.lock.withLock { _ in vm.stage2.addToMemcache(pfn.address) }
             }
@@ -123,9 +125,11 @@ extension Hypervisor {
             setVMTableEntry(Int(handle.rawValue - VMHandle.offset), nil)
             return vm
         }
-        sink?.invalidate(TLBInvalidation(vmid: vm.vmid, start: IPA(0), size: geometry.limit))
         return withHostAndHypLocks { () -> Int in
-            vm.lock.withLock { _ -> Int in
+            vm.isFinalized = true
+            // The sink is only ever called with EL2 locks held.
+            sink?.invalidate(TLBInvalidation(vmid: vm.vmid, start: IPA(0), size: geometry.limit))
+            return vm.lock.withLock { _ -> Int in
                 var returned = 0
                 let s2 = vm.stage2
                 for page in s2.destroy() {

@@ -249,4 +249,28 @@ import Testing
             }
         }
     }
+
+    /// finalizeTeardown reports its whole-VMID invalidation with no EL2 lock held, while every
+    /// other invalidation is reported under the host lock (EL2EventSink: "Called with EL2 locks
+    /// held"). A sink that relies on EL2's locks, as RecordingSink does, is then entered from two
+    /// threads at once: here a top-up of pages the host had mapped again (so the host stage-2
+    /// invalidates them) races a teardown, and the process aborts within a few hundred trials
+    /// with "double free or corruption" in RecordingSink's array.
+    @Test
+    func topUpRacingTeardownCallsTheSinkSerially() throws {
+        let m = try TestMachine(megabytes: 16, ipaBits: 36)
+        for _ in 0..<2000 {
+            let h = try m.createVM(protected: true, at: 100, memcache: 0)
+            m.expectSound()
+            DispatchQueue.concurrentPerform(iterations: 2) { w in
+                if w == 0 {
+                    for k: UInt64 in 0..<8 { _ = try? m.hyp.topUpMemcache(vm: h, pages: [m.pfn(200 + k)]) }
+                } else {
+                    _ = try? m.hyp.startTeardown(vm: h)
+                    _ = try? m.hyp.finalizeTeardown(vm: h)
+                }
+            }
+            m.expectSound()
+        }
+    }
 }
