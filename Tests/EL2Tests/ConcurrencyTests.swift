@@ -250,12 +250,11 @@ import Testing
         }
     }
 
-    /// finalizeTeardown reports its whole-VMID invalidation with no EL2 lock held, while every
-    /// other invalidation is reported under the host lock (EL2EventSink: "Called with EL2 locks
-    /// held"). A sink that relies on EL2's locks, as RecordingSink does, is then entered from two
-    /// threads at once: here a top-up of pages the host had mapped again (so the host stage-2
-    /// invalidates them) races a teardown, and the process aborts within a few hundred trials
-    /// with "double free or corruption" in RecordingSink's array.
+    /// Every sink report must come with EL2's locks held (EL2EventSink's contract), which
+    /// RecordingSink relies on. finalizeTeardown once reported its whole-VMID invalidation with
+    /// no lock held, so a top-up of pages the host had mapped again (the host stage-2
+    /// invalidates them) racing a teardown entered the sink from two threads and the process
+    /// aborted ("double free or corruption"). This guards the fix.
     @Test
     func topUpRacingTeardownCallsTheSinkSerially() throws {
         let m = try TestMachine(megabytes: 16, ipaBits: 36)
