@@ -58,11 +58,15 @@ extension Hypervisor {
         func checkTables(_ s2: Stage2PageTable, name: String) {
             for i in 0..<s2.geometry.pgdPages { account(s2.root.advanced(by: UInt64(i) << pageShift), s2.tableUse, "\(name) PGD") }
             var counts: [PhysAddr: Int] = [:]
+            var tables = (0..<s2.geometry.pgdPages).map { s2.root.advanced(by: UInt64($0) << pageShift) }
             s2.forEachEntry { e in
                 counts[e.tablePage, default: 0] += 1
-                if e.isTable { account(e.descriptor.tableAddress, s2.tableUse, "\(name) table") }
+                if e.isTable {
+                    account(e.descriptor.tableAddress, s2.tableUse, "\(name) table")
+                    tables.append(e.descriptor.tableAddress)
+                }
             }
-            for t in s2.tablePagesByWalk() + (0..<s2.geometry.pgdPages).map({ s2.root.advanced(by: UInt64($0) << pageShift) }) {
+            for t in tables {
                 let rc = Int(vmemmap[memory.pageIndex(t)!].refcount)
                 if rc != counts[t, default: 0] {
                     c.add("\(name) table \(t) refcount \(rc) but \(counts[t, default: 0]) non-zero entries")
@@ -70,8 +74,9 @@ extension Hypervisor {
             }
             for p in s2.freeTables.pages(memory: memory) { account(p, s2.freeUse, "\(name) pool") }
             for p in s2.memcache.pages(memory: memory) { account(p, s2.freeUse, "\(name) memcache") }
-            if s2.tablePagesByWalk().count != s2.tablePages {
-                c.add("\(name) counts \(s2.tablePages) table pages but the walk finds \(s2.tablePagesByWalk().count)")
+            let walked = tables.count - s2.geometry.pgdPages
+            if walked != s2.tablePages {
+                c.add("\(name) counts \(s2.tablePages) table pages but the walk finds \(walked)")
             }
         }
 

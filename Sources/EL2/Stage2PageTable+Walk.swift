@@ -32,13 +32,6 @@ extension Stage2PageTable {
         }
     }
 
-    /// The table pages below the PGD, found by walking (for the invariant checker).
-    public func tablePagesByWalk() -> [PhysAddr] {
-        var out: [PhysAddr] = []
-        forEachEntry { e in if e.isTable { out.append(e.descriptor.tableAddress) } }
-        return out
-    }
-
     /// A text dump: one line per non-zero entry, indented by level, decoded field by field.
     /// `limit` caps the lines (0 = no cap).
     public func dump(limit: Int = 0) -> String {
