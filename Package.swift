@@ -4,15 +4,22 @@
 //
 // Modules follow the architecture and depend one way:
 //
-//   pvm (CLI) ──► ModelScript ──► EL2
-//        │                         ▲
-//        └──────► HostMemory ──────┘ (test and CLI only: EL2 never allocates or calls the OS)
+//   pvm (CLI) ──► ModelScript ─────────────► EL2
+//        │  └───► VMM ──► KVM ──► CKVM      ▲
+//        │         │  └──────────────────────┤
+//        │         └──► EmbeddedImages       │
+//        └──────► HostMemory ────────────────┘ (EL2 never allocates or calls the OS)
 //
 // EL2 is pure Swift and deterministic: page ownership, stage-2 tables, pKVM transitions.
 // HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap), and
 // supplies EL2 with a fast page-clearing primitive (CHostMemory: non-temporal stores).
 // ModelScript is the `pvm model` language, kept out of the executable so tests drive it in-process.
-// The VMM (KVM backend), tracing and interpreter modules arrive with their own issues.
+// KVM is a typed layer over /dev/kvm (CKVM: the ioctl shim and uAPI definitions); it knows no
+// ownership rule. VMM is pKVM's host: guest memory (one memfd, three views), loading, vCPU
+// threads, devices and the calls into EL2; it mirrors EL2's stage-2s into the real MMU.
+// EmbeddedImages carries the firmware and guest images, built from Firmware/ and GuestImages/ by
+// the GuestImageBuilder plugin with the toolchain's clang and ld.lld.
+// CKVMBaseline is the minimal C KVM loop `pvm bench hypercall` compares against.
 import PackageDescription
 
 let package = Package(
@@ -24,21 +31,36 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
     ],
     targets: [
         .target(name: "EL2"),
         .target(name: "CHostMemory"),
         .target(name: "HostMemory", dependencies: ["CHostMemory"]),
         .target(name: "ModelScript", dependencies: ["EL2", "HostMemory"]),
+        .target(name: "CKVM"),
+        .target(name: "KVM", dependencies: ["CKVM"]),
+        .target(name: "CKVMBaseline"),
+        .plugin(name: "GuestImageBuilder", capability: .buildTool()),
+        .target(name: "EmbeddedImages", plugins: ["GuestImageBuilder"]),
+        .target(
+            name: "VMM",
+            dependencies: [
+                "EL2", "KVM", "HostMemory", "EmbeddedImages",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "pvm",
             dependencies: [
-                "EL2", "HostMemory", "ModelScript",
+                "EL2", "HostMemory", "ModelScript", "VMM", "KVM", "CKVMBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "EL2Tests", dependencies: ["EL2", "HostMemory"]),
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),
+        .testTarget(name: "KVMTests", dependencies: ["KVM"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages"]),
     ]
 )

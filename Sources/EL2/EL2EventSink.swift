@@ -8,8 +8,17 @@ public protocol EL2EventSink: AnyObject, Sendable {
     func invalidate(_ request: TLBInvalidation)
     /// pKVM would `WARN_ON` here and carry on; so does pvm.
     func warning(_ message: String)
+    /// Whether `stage2Updated` should be called. Read once when a stage-2 is created, so a sink
+    /// that does not mirror tables costs the transitions nothing.
+    var wantsStage2Updates: Bool { get }
+    /// `update` was written to `[start, end)` of the stage-2 of `vmid` (the host's is
+    /// `VMID.host`). A backend mirrors it into the real MMU (the KVM backend: mprotect of the
+    /// guest or host view). Called after the write and before any TLB invalidation it causes.
+    func stage2Updated(vmid: VMID, update: Stage2Update, start: IPA, end: IPA)
 }
 
 extension EL2EventSink {
     public func warning(_ message: String) {}
+    public var wantsStage2Updates: Bool { false }
+    public func stage2Updated(vmid: VMID, update: Stage2Update, start: IPA, end: IPA) {}
 }

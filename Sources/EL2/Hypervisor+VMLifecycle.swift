@@ -151,3 +151,22 @@ extension Hypervisor {
         }
     }
 }
+
+extension Hypervisor {
+    /// `pkvm_load_hyp_vcpu`: the host is about to run one of the VM's vCPUs, which holds a
+    /// reference on the VM until `putVCPU`. A missing or dying VM gives -EINVAL (pKVM returns
+    /// no vCPU), so a VM being torn down cannot be entered again.
+    public func loadVCPU(vm handle: VMHandle) throws(HypError) {
+        try vmTableLock.withLock { _ throws(HypError) in
+            guard let vm = lookupLocked(handle), !vm.isDying else { throw .EINVAL }
+            vm.references += 1
+        }
+    }
+
+    /// `pkvm_put_hyp_vcpu`: drops the reference `loadVCPU` took.
+    public func putVCPU(vm handle: VMHandle) {
+        vmTableLock.withLock { _ in
+            if let vm = lookupLocked(handle), vm.references > 0 { vm.references -= 1 }
+        }
+    }
+}

@@ -47,6 +47,8 @@ public final class Stage2PageTable: @unchecked Sendable {
     let tableUse: HypPageUse
     let freeUse: HypPageUse
     weak var sink: (any EL2EventSink)?
+    /// The sink's `wantsStage2Updates`, read once.
+    let reportsUpdates: Bool
 
     /// Builds an empty table over a zeroed, hyp-owned PGD of `geometry.pgdPages` pages at `root`.
     init(geometry: Stage2Geometry, vmid: VMID, root: PhysAddr, memory: PhysicalMemory, vmemmap: Vmemmap,
@@ -59,6 +61,7 @@ public final class Stage2PageTable: @unchecked Sendable {
         self.tableUse = tableUse
         self.freeUse = freeUse
         self.sink = sink
+        self.reportsUpdates = sink?.wantsStage2Updates ?? false
         self.state = .allocate(capacity: 1)
         self.state.initialize(to: MutableState())
         for i in 0..<geometry.pgdPages {
@@ -117,6 +120,7 @@ public final class Stage2PageTable: @unchecked Sendable {
             walkUpdate(table: root, level: geometry.startLevel, tableBase: 0, start: start, end: end,
                        rangeStart: start, update: update)
         }
+        if reportsUpdates { sink?.stage2Updated(vmid: vmid, update: update, start: IPA(start), end: IPA(end)) }
         let (low, high) = (state.pointee.invalidLow, state.pointee.invalidHigh)
         if low < high { sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(low), size: high - low)) }
     }

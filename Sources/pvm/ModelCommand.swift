@@ -64,19 +64,7 @@ struct ModelCommand: ParsableCommand {
 
 /// Reads a whole file as UTF-8 (invalid bytes replaced), or nil with `errno` set.
 func readFile(_ path: String) -> String? {
-    guard let f = fopen(path, "rb") else { return nil }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, f)
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(f) != 0 { return nil }
-            break
-        }
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    readBytes(path).map { String(decoding: $0, as: UTF8.self) }
 }
 
 /// Writes one line to standard error (the CLI's only direct write(2)).

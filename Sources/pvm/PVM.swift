@@ -5,7 +5,7 @@ import ArgumentParser
 struct PVM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pvm",
-        abstract: "Emulate a pKVM-style protected-VM hypervisor: page ownership, stage-2 tables, transitions.",
-        subcommands: [ModelCommand.self, BenchCommand.self]
+        abstract: "Emulate a pKVM-style protected-VM hypervisor: page ownership, stage-2 tables, transitions, guests on KVM.",
+        subcommands: [BootCommand.self, ModelCommand.self, BenchCommand.self]
     )
 }

@@ -6,4 +6,8 @@
 /// 16-byte aligned.
 void pvm_clear_page(void *page);
 
+/// `memfd_create(name, MFD_CLOEXEC)`: an anonymous shared-memory file (glibc declares it only
+/// under _GNU_SOURCE, which Swift's Glibc module does not see). Returns the fd or -1 (errno).
+int pvm_memfd_create(const char *name);
+
 #endif

@@ -1,0 +1,33 @@
+/* Shared declarations of the guest images (GuestImages/). */
+#ifndef PVM_PAYLOAD_H
+#define PVM_PAYLOAD_H
+
+#include "pvm_guest.h"
+
+/* Called by start.S on the image's own 16 KiB stack with rdi = boot configuration. */
+int main(const struct pvm_boot_config *config);
+
+/* First page after the image (payload.ld): never touched by pvmfw. */
+extern u8 __scratch_start[];
+
+/* Scratch page `index` after the image, or 0 when it would not fit the load window. */
+static inline u64 scratch_page(const struct pvm_boot_config *config, u64 index)
+{
+    u64 gpa = ((u64)(uintptr_t)__scratch_start + PVM_PAGE_SIZE - 1) & ~(PVM_PAGE_SIZE - 1);
+    gpa += index * PVM_PAGE_SIZE;
+    if (gpa + PVM_PAGE_SIZE > config->load_window_end)
+        return 0;
+    return gpa;
+}
+
+static inline bool is_protected(const struct pvm_boot_config *config)
+{
+    return (config->flags & PVM_CONFIG_FLAG_PROTECTED) != 0;
+}
+
+static inline void payload_console_init(const struct pvm_boot_config *config)
+{
+    console_init(config->console_page_gpa, config->console_mmio_gpa);
+}
+
+#endif

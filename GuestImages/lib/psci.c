@@ -1,0 +1,38 @@
+/* PSCI helpers over the hypercall conduit (docs/abi.md, "Functions"). */
+#include "pvm_guest.h"
+
+static __attribute__((noreturn)) void halt_forever(void)
+{
+    for (;;)
+        __asm__ volatile("cli; hlt" ::: "memory");
+}
+
+void psci_system_off(void)
+{
+    console_flush();
+    smccc_call(PSCI_SYSTEM_OFF_FID, 0, 0, 0);
+    halt_forever();
+}
+
+void psci_system_reset(void)
+{
+    console_flush();
+    smccc_call(PSCI_SYSTEM_RESET_FID, 0, 0, 0);
+    halt_forever();
+}
+
+void psci_cpu_off(void)
+{
+    smccc_call(PSCI_CPU_OFF_FID, 0, 0, 0);
+    halt_forever();
+}
+
+s64 psci_cpu_on(u64 target, u64 entry, u64 context)
+{
+    return smccc_call0(PSCI_CPU_ON_FID, target, entry, context);
+}
+
+s64 psci_affinity_info(u64 target)
+{
+    return smccc_call0(PSCI_AFFINITY_INFO_FID, target, 0, 0);
+}

@@ -1,0 +1,18 @@
+/*
+ * Entry of the share image's secondary vCPUs (PSCI CPU_ON). They start with rsp = 0 and
+ * rdi = context: a struct share_cpu whose first field is the top of the vCPU's stack.
+ */
+    .section .text.secondary_entry, "ax", @progbits
+    .globl secondary_entry
+    .type secondary_entry, @function
+secondary_entry:
+    cli
+    cld
+    movq (%rdi), %rsp
+    xorl %ebp, %ebp
+    call secondary_main
+1:  hlt
+    jmp 1b
+    .size secondary_entry, . - secondary_entry
+
+    .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,48 @@
+/// The firmware and guest images built from Firmware/ and GuestImages/ at build time (the
+/// GuestImageBuilder plugin runs scripts/build-guests.sh), so `pvm boot` needs no file.
+public enum EmbeddedImage: String, CaseIterable, Sendable {
+    case firmware, hello, share, giveaway, bench
+
+    /// The ELF file's bytes.
+    public var bytes: [UInt8] {
+        let text: String
+        switch self {
+        case .firmware: text = EmbeddedImageData.firmware
+        case .hello: text = EmbeddedImageData.hello
+        case .share: text = EmbeddedImageData.share
+        case .giveaway: text = EmbeddedImageData.giveaway
+        case .bench: text = EmbeddedImageData.bench
+        }
+        return Base64.decode(text)
+    }
+
+    /// The guest images (not the firmware), by name.
+    public static var guests: [EmbeddedImage] { allCases.filter { $0 != .firmware } }
+}
+
+/// Standard base64 (RFC 4648), decoding only what the build script writes.
+enum Base64 {
+    static func decode(_ text: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count * 3 / 4)
+        var accumulator: UInt32 = 0, bits = 0
+        for c in text.utf8 {
+            let v: UInt32
+            switch c {
+            case UInt8(ascii: "A") ... UInt8(ascii: "Z"): v = UInt32(c - UInt8(ascii: "A"))
+            case UInt8(ascii: "a") ... UInt8(ascii: "z"): v = UInt32(c - UInt8(ascii: "a")) + 26
+            case UInt8(ascii: "0") ... UInt8(ascii: "9"): v = UInt32(c - UInt8(ascii: "0")) + 52
+            case UInt8(ascii: "+"): v = 62
+            case UInt8(ascii: "/"): v = 63
+            default: continue  // padding and whitespace
+            }
+            accumulator = accumulator << 6 | v
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+}

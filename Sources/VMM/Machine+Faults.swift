@@ -1,0 +1,177 @@
+import EL2
+import KVM
+
+/// Guest stage-2 faults: pKVM's `pkvm_mem_abort`, with the KVM exits that stand for them.
+extension Machine {
+    enum FaultResolution {
+        /// The guest may now make the access (the page was donated or shared, or already was).
+        case resolved
+        case refused(FaultReport)
+    }
+
+    /// A guest touched `gpa` without a stage-2 mapping for it. For a protected guest the host
+    /// donates the backing page (`__pkvm_host_donate_guest`), for a non-protected one it shares
+    /// it (`__pkvm_host_share_guest`), after topping up the memcache. Faults are serialised, as
+    /// the host's MMU lock serialises them; a page another vCPU mapped meanwhile is resolved.
+    ///
+    /// Refused: an address outside guest RAM, a page the guest relinquished, a poisoned page, a
+    /// write to a read-only mapping, and anything EL2 refuses to give.
+    func resolveGuestFault(vcpu: Int, gpa: UInt64, access: String, size: Int, rip: UInt64? = nil) -> FaultResolution {
+        let gfn = IPA(gpa).gfn
+        func refuse(_ reason: String, action: String = "refused") -> FaultResolution {
+            trace?.record(.guestFault(vcpu: vcpu, gpa: gpa, access: access, size: size, action: action, detail: reason))
+            return .refused(FaultReport(vcpu: vcpu, gpa: gpa, access: access, rip: rip, reason: reason,
+                                        pageState: pageDescription(gpa)))
+        }
+        guard gpa < configuration.memory else { return refuse("no guest RAM at this address") }
+        counters.withLock { $0.stage2Faults += 1 }
+        return guestPages.withLock { pages -> FaultResolution in
+            if pages.relinquished.contains(gfn.rawValue) {
+                return refuse("the guest gave this page back with MEM_RELINQUISH; it belongs to the host now", action: "stopped")
+            }
+            if let view = try? hypervisor.guestPageView(vm: handle, gfn: gfn), view.phys != nil {
+                if access == "write", !view.permissions.contains(.write) {
+                    return refuse("write to a page the guest may only read", action: "stopped")
+                }
+                return .resolved
+            }
+            if (try? hypervisor.isPoisoned(vm: handle, ipa: gfn.ipa)) == true {
+                return refuse("the page is poisoned (force-reclaimed by the host)", action: "stopped")
+            }
+            do { try topUpMemcache() } catch {
+                return refuse("memcache top-up failed: \(error)")
+            }
+            let pfn = PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue)
+            do {
+                if configuration.isProtected {
+                    try transition("host_donate_guest", pfn: pfn, gfn: gfn) { () throws(HypError) in
+                        try hypervisor.hostDonateGuest(pfn, gfn: gfn, vm: handle)
+                    }
+                } else {
+                    try transition("host_share_guest", pfn: pfn, gfn: gfn) { () throws(HypError) in
+                        try hypervisor.hostShareGuest(pfn, gfn: gfn, pages: 1, vm: handle, prot: .rwx)
+                    }
+                }
+            } catch {
+                return refuse("EL2 refused to give the page to the guest: \(error)", action: "stopped")
+            }
+            pages.given.insert(gfn.rawValue)
+            counters.withLock { $0.donated += 1 }
+            trace?.record(.guestFault(vcpu: vcpu, gpa: gpa, access: access, size: size,
+                                      action: configuration.isProtected ? "donated" : "shared", detail: nil))
+            return .resolved
+        }
+    }
+
+    /// "host OWNED, hyp NOPAGE; guest: OWNED rwx" for fault reports.
+    func pageDescription(_ gpa: UInt64) -> String? {
+        guard gpa < configuration.memory else { return nil }
+        let pa = PhysAddr(ramBase + (gpa & ~(pageSize - 1)))
+        var text = "PA \(pa)"
+        if let view = hypervisor.pageView(pa) { text += ": \(view)" }
+        if let guest = try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn) { text += "; guest stage-2: \(guest)" }
+        return text
+    }
+
+    /// A data access KVM could not complete: guest RAM the guest view does not map (a stage-2
+    /// fault), the console, or nothing at all. Returns false when the vCPU must stop.
+    func handleMMIO(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, data: UInt64) -> Bool {
+        if address < configuration.memory {
+            let access = isWrite ? "write" : "read"
+            switch resolveGuestFault(vcpu: index, gpa: address, access: access, size: length, rip: nil) {
+            case let .refused(report):
+                stop(.faulted(withRIP(report, vcpus[index])))
+                return false
+            case .resolved:
+                completeAccess(vcpu: vcpus[index], gpa: address, length: length, isWrite: isWrite, data: data)
+                return true
+            }
+        }
+        if address >= GuestABI.consoleMMIO, address < GuestABI.consoleMMIO + pageSize {
+            let allowed = !configuration.isProtected || guestPages.withLock {
+                !$0.guardEnrolled || $0.guardMapped.contains(GuestABI.consoleMMIO >> pageShift)
+            }
+            guard allowed else {
+                return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,
+                                          reason: "MMIO access the MMIO guard does not allow (not MMIO_GUARD_MAPped)")
+            }
+            if isWrite { consoleWrite(offset: address - GuestABI.consoleMMIO, value: data, length: length) }
+            else { vcpus[index].completeMMIORead(0) }
+            return true
+        }
+        return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,
+                                  reason: "access to unassigned guest-physical address")
+    }
+
+    /// Stops the guest for an access outside RAM that no device allows; returns false.
+    private func stopForDeviceFault(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, reason: String) -> Bool {
+        let report = FaultReport(vcpu: index, gpa: address, access: isWrite ? "write" : "read", rip: rip(vcpus[index]),
+                                 reason: reason, pageState: nil)
+        trace?.record(.guestFault(vcpu: index, gpa: address, access: report.access, size: length, action: "stopped",
+                                  detail: reason))
+        stop(.faulted(report))
+        return false
+    }
+
+    /// Completes the access that exited, now that the page is the guest's: KVM has already
+    /// decoded it, so the VMM performs it on the guest's behalf in EL2's view of RAM.
+    private func completeAccess(vcpu: KVMVCPU, gpa: UInt64, length: Int, isWrite: Bool, data: UInt64) {
+        let pa = PhysAddr(ramBase + gpa)
+        let count = min(max(length, 0), 8)
+        var value = data
+        withUnsafeMutableBytes(of: &value) { raw in
+            let bytes = UnsafeMutableRawBufferPointer(rebasing: raw[0 ..< count])
+            if isWrite { hypervisor.memory.write(pa, from: UnsafeRawBufferPointer(bytes)) }
+            else { hypervisor.memory.read(pa, into: bytes) }
+        }
+        if !isWrite { vcpu.completeMMIORead(value) }
+    }
+
+    /// KVM_EXIT_INTERNAL_ERROR: on this kernel an instruction fetch from a page the guest view
+    /// does not map (../shared/spec/kvm-uapi.md 7.1). The page holding RIP is faulted in and
+    /// the instruction re-executed; any other emulation failure stops the guest.
+    func handleInternalError(vcpu index: Int, suberror: UInt32, bytes: [UInt8]) -> Bool {
+        let vcpu = vcpus[index]
+        let rip = rip(vcpu)
+        var gpa: UInt64?
+        if let rip { gpa = try? vcpu.translate(rip) ?? nil }
+        if suberror == 1, let gpa, gpa < configuration.memory,
+           (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.phys == nil {
+            switch resolveGuestFault(vcpu: index, gpa: gpa, access: "fetch", size: 0, rip: rip) {
+            case .resolved: return true
+            case let .refused(report):
+                stop(.faulted(report))
+                return false
+            }
+        }
+        let hexBytes = bytes.map { String($0, radix: 16) }.joined(separator: " ")
+        stop(.faulted(FaultReport(vcpu: index, gpa: gpa, access: "fetch", rip: rip,
+                                  reason: "KVM could not emulate the instruction (internal error \(suberror)\(bytes.isEmpty ? "" : ", bytes \(hexBytes)"))",
+                                  pageState: gpa.flatMap { pageDescription($0) })))
+        return false
+    }
+
+    private func withRIP(_ report: FaultReport, _ vcpu: KVMVCPU) -> FaultReport {
+        FaultReport(vcpu: report.vcpu, gpa: report.gpa, access: report.access, rip: rip(vcpu), reason: report.reason,
+                    pageState: report.pageState)
+    }
+
+    /// The console device: FLUSH prints the buffer page, read through EL2's host-access check.
+    func consoleWrite(offset: UInt64, value: UInt64, length: Int) {
+        switch offset {
+        case GuestABI.consoleFlush:
+            let count = Int(min(value & 0xffff_ffff, pageSize))
+            guard count > 0 else { return }
+            do {
+                configuration.console(try accessor.read(gpa: consoleBuffer.load(ordering: .relaxed), count: count))
+            } catch {
+                counters.withLock { $0.hostFaults += 1 }
+                hostFaultLog.withLock { $0.append(error) }
+            }
+        case GuestABI.consoleBuffer:
+            consoleBuffer.store(value & ~(pageSize - 1), ordering: .relaxed)
+        default:
+            break
+        }
+    }
+}
