@@ -19,6 +19,7 @@
 // threads, devices and the calls into EL2; it mirrors EL2's stage-2s into the real MMU.
 // EmbeddedImages carries the firmware and guest images, built from Firmware/ and GuestImages/ by
 // the GuestImageBuilder plugin with the toolchain's clang and ld.lld.
+// Disassembly wraps Capstone (CCapstone, Debian's libcapstone-dev) for fault decoding and traces.
 // CKVMBaseline is the minimal C KVM loop `pvm bench hypercall` compares against.
 import PackageDescription
 
@@ -41,12 +42,14 @@ let package = Package(
         .target(name: "CKVM"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "CKVMBaseline"),
+        .systemLibrary(name: "CCapstone", pkgConfig: "capstone", providers: [.apt(["libcapstone-dev"])]),
+        .target(name: "Disassembly", dependencies: ["CCapstone"]),
         .plugin(name: "GuestImageBuilder", capability: .buildTool()),
         .target(name: "EmbeddedImages", plugins: ["GuestImageBuilder"]),
         .target(
             name: "VMM",
             dependencies: [
-                "EL2", "KVM", "HostMemory", "EmbeddedImages",
+                "EL2", "KVM", "HostMemory", "EmbeddedImages", "Disassembly",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

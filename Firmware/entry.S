@@ -8,13 +8,12 @@
     .globl _start
     .type _start, @function
 _start:
-    cli
     cld
     movq $PVM_FIRMWARE_STACK_TOP, %rsp
     xorl %ebp, %ebp
     /* rdi (boot configuration) is passed through as fw_main's first argument */
     call fw_main
-1:  hlt
+1:  ud2
     jmp 1b
     .size _start, . - _start
 

@@ -6,12 +6,11 @@
     .globl secondary_entry
     .type secondary_entry, @function
 secondary_entry:
-    cli
     cld
     movq (%rdi), %rsp
     xorl %ebp, %ebp
     call secondary_main
-1:  hlt
+1:  ud2
     jmp 1b
     .size secondary_entry, . - secondary_entry
 

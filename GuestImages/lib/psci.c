@@ -4,7 +4,7 @@
 static __attribute__((noreturn)) void halt_forever(void)
 {
     for (;;)
-        __asm__ volatile("cli; hlt" ::: "memory");
+        __asm__ volatile("ud2" ::: "memory");  /* unreachable: the VMM never resumes a powered-off vCPU */
 }
 
 void psci_system_off(void)

@@ -6,12 +6,11 @@
     .globl _start
     .type _start, @function
 _start:
-    cli
     cld
     leaq __payload_stack_top(%rip), %rsp
     xorl %ebp, %ebp
     call main
-1:  hlt
+1:  ud2
     jmp 1b
     .size _start, . - _start
 

@@ -20,6 +20,11 @@ public enum KVMExit: Sendable, Equatable {
     case systemEvent(type: UInt32)
     /// `KVM_RUN` failed with EFAULT/EHWPOISON and filled `kvm_run.memory_fault` (Linux 6.8+).
     case memoryFault(address: UInt64, size: UInt64, flags: UInt64)
+    /// `KVM_RUN` failed with EFAULT and no memory-fault report: the guest touched a page the
+    /// memslot's host mapping does not allow, at an address KVM did not say (upstream's
+    /// behaviour for an HVA-backed slot, ../shared/spec/kvm-uapi.md 7.2). RIP still points at
+    /// the instruction; decode it to find the address.
+    case unreportedFault
     /// `KVM_RUN` was interrupted (EINTR) or `immediate_exit` was set: another thread kicked us.
     case interrupted
     /// An exit pvm does not handle.

@@ -44,8 +44,8 @@ public final class KVMVCPU: @unchecked Sendable {
                     let fault = pvm_kvm_run_memory_fault(shared)!.pointee
                     return .memoryFault(address: fault.gpa, size: fault.size, flags: fault.flags)
                 }
-                throw KVMError("KVM_RUN on vCPU \(id)", errno: error,
-                               detail: "guest access to an inaccessible page at an address KVM did not report")
+                if error == EFAULT { return .unreportedFault }
+                throw KVMError("KVM_RUN on vCPU \(id)", errno: error, detail: "hardware-poisoned guest page")
             default:
                 throw KVMError("KVM_RUN on vCPU \(id)", errno: error)
             }

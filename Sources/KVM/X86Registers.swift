@@ -73,6 +73,7 @@ public struct X86SpecialRegisters: Sendable {
     public var gs: X86Segment { get { X86Segment(raw.gs) } set { newValue.store(into: &raw.gs) } }
     public var ss: X86Segment { get { X86Segment(raw.ss) } set { newValue.store(into: &raw.ss) } }
     public var tr: X86Segment { get { X86Segment(raw.tr) } set { newValue.store(into: &raw.tr) } }
+    public var ldt: X86Segment { get { X86Segment(raw.ldt) } set { newValue.store(into: &raw.ldt) } }
     public var gdt: (base: UInt64, limit: UInt16) {
         get { (raw.gdt.base, raw.gdt.limit) }
         set { (raw.gdt.base, raw.gdt.limit) = newValue }

@@ -113,6 +113,8 @@ extension Machine {
                     stop(.faulted(report))
                     break loop
                 }
+            case .unreportedFault:
+                if !handleUnreportedFault(vcpu: index) { break loop }
             case .interrupted:
                 continue
             case .halt:

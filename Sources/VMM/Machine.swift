@@ -1,4 +1,5 @@
 import Crypto
+import Disassembly
 import EL2
 import HostMemory
 import KVM
@@ -40,6 +41,8 @@ public final class Machine: @unchecked Sendable {
     let firmwareEntry: UInt64
     let trace: EventTrace?
     let start = monotonicNanoseconds()
+    /// Capstone for x86-64, opened once: decodes faulting instructions.
+    let disassembler = try? Disassembler(.x86_64)
 
     // Run state, shared between vCPU threads.
     struct RunState {

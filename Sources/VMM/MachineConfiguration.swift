@@ -62,11 +62,14 @@ public struct FaultReport: Sendable, Equatable, CustomStringConvertible {
     public let reason: String
     /// The page's owner and state as EL2 saw them.
     public let pageState: String?
+    /// The faulting instruction, disassembled, with its bytes, when known.
+    public var instruction: String? = nil
 
     public var description: String {
         var text = "vCPU \(vcpu): \(reason)"
         if let gpa { text += "\n  address: GPA \(hex(gpa)) (\(access))" } else { text += "\n  access: \(access)" }
         if let rip { text += "\n  rip:     \(hex(rip))" }
+        if let instruction { text += "\n  insn:    \(instruction)" }
         if let pageState { text += "\n  page:    \(pageState)" }
         return text
     }
