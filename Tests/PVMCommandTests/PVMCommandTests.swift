@@ -65,3 +65,63 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         #expect(r.err.contains(message))
     }
 }
+
+/// `pvm boot` end to end, as a user runs it: exit status, console on stdout, summary on stderr.
+@Suite(.serialized, .enabled(if: access("/dev/kvm", R_OK | W_OK) == 0, "needs /dev/kvm"))
+struct BootCommandTests {
+    @Test func helloPowersOffAndSummarises() throws {
+        let r = try pvm(["boot"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("Hello from a protected pvm guest!"))
+        #expect(r.err.contains("pvm: guest powered off · protected, 1 vCPU, 64 MiB"))
+        #expect(r.err.contains("pages donated"))
+        #expect(r.err.contains("verified zero"))
+    }
+
+    @Test func faultExitsOneWithAReport() throws {
+        let r = try pvm(["boot", "giveaway"])
+        #expect(r.status == 1)
+        #expect(r.err.contains("guest stopped by EL2"))
+        #expect(r.err.contains("MEM_RELINQUISH"))
+        #expect(r.err.contains("insn:"))
+    }
+
+    @Test func resetExitsThree() throws {
+        let r = try pvm(["boot", "--tamper-payload"])
+        #expect(r.status == 3)
+        #expect(r.out.contains("SHA-256 mismatch"))
+    }
+
+    @Test func traceIsJSONLines() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-boot-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let r = try pvm(["boot", "share", "--vcpus", "2", "--trace", path])
+        #expect(r.status == 0, "\(r.err)")
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count > 100)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["kind"] is String && object?["t"] is Int)
+        }
+        for kind in ["hypercall", "transition", "stage2", "fault", "power", "tlbi"] {
+            #expect(lines.contains { $0.contains("\"kind\":\"\(kind)\"") }, "no \(kind) event")
+        }
+    }
+
+    @Test(arguments: [
+        (["boot", "/nonexistent/image.elf"], 2, "cannot read image /nonexistent/image.elf"),
+        (["boot", "nosuchimage"], 2, "no image 'nosuchimage'"),
+        (["boot", "/etc/hostname"], 2, "not an ELF image"),
+        (["boot", "--firmware", "/etc/hostname"], 2, "/etc/hostname: not an ELF image"),
+        (["boot", "--memory", "31M"], 64, "multiple of 2M between 32M and 3G"),
+        (["boot", "--vcpus", "0"], 64, "--vcpus 0 is out of range"),
+        (["boot", "--arg", "x"], 64, "--arg 'x' is not a number"),
+        (["boot", "--trace", "/nonexistent/dir/t.jsonl"], 2, "open trace file"),
+    ] as [([String], Int32, String)])
+    func badInputGetsAClearErrorAndStatus(arguments: [String], status: Int32, message: String) throws {
+        let r = try pvm(arguments)
+        #expect(r.status == status)
+        #expect(r.err.contains(message), "\(r.err)")
+        #expect(!r.err.contains("Fatal error"))
+    }
+}

@@ -1,1 +1,196 @@
+import EL2
+import EmbeddedImages
+import Foundation
+import KVM
+import Synchronization
 import Testing
+@testable import VMM
+
+/// Why the end-to-end tests cannot run here, printed once, or nil when /dev/kvm works.
+let kvmUnavailable: String? = {
+    let reason = KVMSystem.unavailableReason()
+    if let reason { print("VMMTests: skipping KVM boots: \(reason)") }
+    return reason
+}()
+
+/// Collects what a guest prints.
+final class Console: Sendable {
+    private let bytes = Mutex<[UInt8]>([])
+    var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
+    var sink: @Sendable ([UInt8]) -> Void { { [self] b in bytes.withLock { $0 += b } } }
+}
+
+/// Builds a machine for a built-in image.
+func machine(_ image: EmbeddedImage, vcpus: Int = 1, protected: Bool = true, tamper: Bool = false,
+             trace: EventTrace? = nil, console: Console) throws -> Machine {
+    var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: image.bytes)
+    c.payloadName = image.rawValue
+    c.vcpus = vcpus
+    c.isProtected = protected
+    c.tamperPayload = tamper
+    c.trace = trace
+    c.console = console.sink
+    return try Machine(c)
+}
+
+@Suite(.serialized, .enabled(if: kvmUnavailable == nil, "needs /dev/kvm"))
+struct BootTests {
+    @Test func helloBootsPrintsAndPowersOff() throws {
+        let console = Console()
+        let m = try machine(.hello, console: console)
+        #expect(try m.run() == .poweredOff)
+        #expect(console.text.contains("pvmfw: payload 6"))
+        #expect(console.text.contains("Hello from a protected pvm guest!"))
+        let stats = m.statistics
+        #expect(stats.donated > 10)
+        #expect(stats.shared == 1)  // the console page, by the firmware
+        let report = try m.teardown()
+        #expect(report.isClean, "\(report)")
+        #expect(report.reclaimed == stats.donated)
+    }
+
+    @Test func shareGuestPassesEveryCheck() throws {
+        let console = Console()
+        let m = try machine(.share, console: console)
+        #expect(try m.run() == .poweredOff)
+        #expect(console.text.contains("share: 26/26 checks passed"), "\(console.text)")
+        #expect(!console.text.contains("FAIL"))
+        #expect(m.hypervisor.checkInvariants().isEmpty)
+        #expect(try m.teardown().isClean)
+    }
+
+    @Test func vmmReadOfAPrivatePageIsRefused() throws {
+        let console = Console()
+        let m = try machine(.hello, console: console)
+        #expect(try m.run() == .poweredOff)
+        // The payload's first page is the guest's: EL2 refuses the host, and says so.
+        #expect(throws: HostAccessError.self) { _ = try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 16) }
+        do {
+            _ = try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 16)
+        } catch {
+            #expect(error.error == .EPERM)
+            #expect(!error.isWrite)
+        }
+        // The console page was shared by the firmware: the host may read it.
+        let shared = try m.accessor.read(gpa: GuestABI.consolePage, count: 5)
+        #expect(shared.count == 5)
+        #expect(try m.teardown().isClean)
+    }
+
+    @Test func guestTouchingAPageItGaveAwayIsStopped() throws {
+        let console = Console()
+        let m = try machine(.giveaway, console: console)
+        guard case let .faulted(report) = try m.run() else {
+            Issue.record("giveaway was not stopped: \(console.text)")
+            return
+        }
+        #expect(console.text.contains("relinquished page"))
+        #expect(!console.text.contains("BUG"))
+        #expect(report.access == "write")
+        #expect(report.reason.contains("MEM_RELINQUISH"))
+        #expect(report.gpa.map { $0 & 0xfff } == 0)
+        #expect(report.instruction?.hasPrefix("mov") == true, "\(report)")
+        #expect(m.statistics.relinquished == 1)
+        let teardown = try m.teardown()
+        #expect(teardown.isClean, "\(teardown)")
+    }
+
+    @Test func memShareOfAnUntouchedPageTakesTheFaultThenRetryPath() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-share-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let console = Console()
+        let m = try machine(.share, trace: try EventTrace(path: path), console: console)
+        #expect(try m.run() == .poweredOff)
+        #expect(console.text.contains("share: ok MEM_SHARE untouched page"), "\(console.text)")
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        // -ENOENT from guest_share_host, a donation for the share, then the retry succeeding.
+        let retried = lines.firstIndex { $0.contains("\"op\":\"guest_share_host\"") && $0.contains("-ENOENT") }
+        #expect(retried != nil)
+        if let retried {
+            let rest = lines[retried...]
+            #expect(rest.contains { $0.contains("\"access\":\"share\"") && $0.contains("\"action\":\"donated\"") })
+            #expect(rest.contains { $0.contains("\"op\":\"guest_share_host\"") && $0.contains("\"result\":\"0\"") })
+        }
+        _ = try m.teardown()
+    }
+
+    @Test func teardownLeavesNoGuestByteReadableByTheHost() throws {
+        let console = Console()
+        let m = try machine(.hello, console: console)
+        #expect(try m.run() == .poweredOff)
+        let report = try m.teardown()
+        #expect(report.isClean, "\(report)")
+        #expect(report.verifiedZero > 10)
+        // Every page of guest RAM is the host's again, and only the page the guest shared (the
+        // console) still holds anything.
+        let memory = m.configuration.memory
+        var nonZero: [UInt64] = []
+        for gpa in stride(from: UInt64(0), to: memory, by: 4096) {
+            let page = try m.accessor.read(gpa: gpa, count: 4096)
+            if page.contains(where: { $0 != 0 }) { nonZero.append(gpa) }
+        }
+        #expect(nonZero == [GuestABI.consolePage])
+    }
+
+    @Test func tamperedPayloadIsRefusedByTheFirmware() throws {
+        let console = Console()
+        let m = try machine(.hello, tamper: true, console: console)
+        #expect(try m.run() == .reset)
+        #expect(console.text.contains("pvmfw: payload rejected: SHA-256 mismatch"))
+        #expect(!console.text.contains("Hello from"))
+        #expect(try m.teardown().isClean)
+    }
+
+    @Test func fourVCPUsSharingAndUnsharingKeepEL2Consistent() throws {
+        let console = Console()
+        let m = try machine(.share, vcpus: 4, console: console)
+        #expect(try m.run() == .poweredOff)
+        #expect(console.text.contains("share: ok smp share/unshare on 4 vCPUs"), "\(console.text)")
+        #expect(console.text.contains("28/28 checks passed"))
+        #expect(m.statistics.shared > 800)
+        #expect(m.hypervisor.checkInvariants().isEmpty)
+        let report = try m.teardown()
+        #expect(report.isClean, "\(report)")
+    }
+
+    @Test func nonProtectedGuestGetsSharedPages() throws {
+        let console = Console()
+        let m = try machine(.hello, protected: false, console: console)
+        #expect(try m.run() == .poweredOff)
+        #expect(console.text.contains("Hello from a non-protected pvm guest!"))
+        // The host shared its pages: it can still read the guest's memory.
+        #expect(try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 4).count == 4)
+        #expect(m.hypervisor.checkInvariants().isEmpty)
+        #expect(try m.teardown().isClean)
+    }
+
+    @Test(arguments: [
+        ([UInt8](), "empty"),
+        ([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1], "truncated"),
+        (Array("#!/bin/sh\necho not an image\n".utf8), "not an ELF"),
+        (Array(EmbeddedImage.hello.bytes.prefix(200)), "truncated"),
+        ([0x7f, 0x45, 0x4c, 0x46, 0xff], "too large"),  // stands for 16 MiB, built below
+    ])
+    func badImagesAreRefusedBeforeBoot(bytes: [UInt8], message: String) throws {
+        let payload = message == "too large" ? [UInt8](repeating: 0x7f, count: 16 << 20) : bytes
+        var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: payload)
+        c.payloadName = "bad"
+        #expect {
+            _ = try Machine(c)
+        } throws: { error in
+            guard let e = error as? VMMError, case .image = e else { return false }
+            return e.description.contains(message)
+        }
+    }
+
+    @Test func imageLinkedOutsideGuestMemoryIsRefused() throws {
+        // The firmware is linked at 0x10000: as a payload it lies outside the load window.
+        var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: EmbeddedImage.firmware.bytes)
+        c.payloadName = "firmware-as-payload"
+        #expect {
+            _ = try Machine(c)
+        } throws: { error in
+            (error as? VMMError)?.description.contains("outside guest memory window") == true
+        }
+    }
+}
