@@ -1,0 +1,114 @@
+import ArgumentParser
+import CKVMBaseline
+import EmbeddedImages
+import Foundation
+import VMM
+
+/// `pvm bench hypercall`: the guest hypercall round trip against a minimal C KVM loop making the
+/// same port-I/O exits, MEM_SHARE + MEM_UNSHARE throughput, and `pvm boot` wall time.
+struct BenchHypercallCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hypercall",
+        abstract: "Hypercall round trip vs a bare C KVM loop, share/unshare rate, boot wall time.",
+        discussion: """
+            The pvm figure is measured inside the bench guest between two PSCI_VERSION markers: \
+            N SMCCC_VERSION calls, each one port-I/O exit that the VMM decodes from the sync \
+            registers and answers. The baseline (CKVMBaseline, C) runs N bare KVM_RUN -> \
+            KVM_EXIT_IO -> KVM_RUN round trips on a one-page real-mode guest in the same process. \
+            The best of --repeats runs of each is reported.
+            """
+    )
+
+    @Option(help: "Hypercalls (and baseline exits) per run.")
+    var iterations: Int = 100_000
+
+    @Option(help: "MEM_SHARE + MEM_UNSHARE pairs per run.")
+    var pairs: Int = 20_000
+
+    @Option(help: "Repetitions of each measurement; the best is reported.")
+    var repeats: Int = 3
+
+    @Option(help: "pvm boot runs to time (median reported).")
+    var boots: Int = 10
+
+    func validate() throws {
+        guard (1...100_000_000).contains(iterations) else { throw ValidationError("--iterations must be 1...100000000") }
+        guard (1...10_000_000).contains(pairs) else { throw ValidationError("--pairs must be 1...10000000") }
+        guard (1...50).contains(repeats) else { throw ValidationError("--repeats must be 1...50") }
+        guard (0...1000).contains(boots) else { throw ValidationError("--boots must be 0...1000") }
+    }
+
+    func run() throws {
+        var baseline = Double.infinity, realMode = Double.infinity, pvm = Double.infinity
+        for _ in 0 ..< repeats {
+            baseline = min(baseline, try baselineSeconds(iterations, longModeRing3: true))
+            realMode = min(realMode, try baselineSeconds(iterations, longModeRing3: false))
+            pvm = min(pvm, try guestSeconds(mode: 0, count: iterations))
+        }
+        let n = Double(iterations)
+        let baseNs = baseline * 1e9 / n, realNs = realMode * 1e9 / n, pvmNs = pvm * 1e9 / n
+        print("hypercall round trip (SMCCC_VERSION, \(grouped(n)) calls, best of \(repeats)):")
+        print("  pvm:                                  \(format2(pvmNs / 1000)) µs  (\(grouped(1 / pvmNs * 1e9)) /s)")
+        print("  C KVM loop, same exits (ring 3):      \(format2(baseNs / 1000)) µs  (\(grouped(1 / baseNs * 1e9)) /s)")
+        print("  ratio:                                \(format2(pvmNs / baseNs))x  (aim: within 1.15x)")
+        print("  C KVM loop, real mode (for scale):    \(format2(realNs / 1000)) µs")
+
+        var share = Double.infinity
+        for _ in 0 ..< repeats { share = min(share, try guestSeconds(mode: 1, count: pairs)) }
+        print("MEM_SHARE + MEM_UNSHARE of one page: \(grouped(Double(pairs) / share)) pairs/s "
+              + "(\(format2(share * 1e6 / Double(pairs))) µs a pair, two hypercalls and two EL2 transitions)")
+
+        if boots > 0 {
+            var times: [Double] = []
+            for _ in 0 ..< boots { times.append(try bootWallSeconds()) }
+            times.sort()
+            print("pvm boot hello, process start to exit (includes teardown), median of \(boots): "
+                  + "\(format2(times[times.count / 2] * 1000)) ms (min \(format2(times[0] * 1000)) ms; aim: under 150 ms)")
+        }
+    }
+
+    /// The C loop: `count` bare port-I/O exits.
+    private func baselineSeconds(_ count: Int, longModeRing3: Bool) throws -> Double {
+        var elapsed: UInt64 = 0
+        var message = [UInt8](repeating: 0, count: 256)
+        let status = message.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) {
+                pvm_baseline_pio_loop(UInt64(count), longModeRing3 ? 1 : 0, &elapsed, $0.baseAddress, $0.count)
+            }
+        }
+        guard status == 0 else {
+            throw ValidationError("C baseline failed: \(String(decoding: message.prefix { $0 != 0 }, as: UTF8.self))")
+        }
+        return Double(elapsed) / 1e9
+    }
+
+    /// Boots the bench guest in `mode` and returns the time between its two markers.
+    private func guestSeconds(mode: UInt64, count: Int) throws -> Double {
+        var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: EmbeddedImage.bench.bytes)
+        c.payloadName = "bench"
+        c.payloadArgument = UInt64(count) | mode << 48
+        let machine = try Machine(c)
+        let outcome = try machine.run()
+        _ = try machine.teardown()
+        let markers = machine.markerTimes
+        guard outcome == .poweredOff, markers.count == 2 else {
+            throw ValidationError("bench guest did not run to completion: \(outcome)")
+        }
+        return Double(markers[1] - markers[0]) / 1e9
+    }
+
+    /// Runs `pvm boot` (this executable) and times it from spawn to exit.
+    private func bootWallSeconds() throws -> Double {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        p.arguments = ["boot"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        let start = monotonicNanoseconds()
+        try p.run()
+        p.waitUntilExit()
+        let end = monotonicNanoseconds()
+        guard p.terminationStatus == 0 else { throw ValidationError("pvm boot exited \(p.terminationStatus)") }
+        return Double(end - start) / 1e9
+    }
+}
