@@ -15,10 +15,14 @@ public protocol EL2EventSink: AnyObject, Sendable {
     /// `VMID.host`). A backend mirrors it into the real MMU (the KVM backend: mprotect of the
     /// guest or host view). Called after the write and before any TLB invalidation it causes.
     func stage2Updated(vmid: VMID, update: Stage2Update, start: IPA, end: IPA)
+    /// The SMMU changed a stream, a mapping in a domain EL2 writes, invalidated its IOTLB, or
+    /// recorded a fault.
+    func iommu(_ notification: IOMMUNotification)
 }
 
 extension EL2EventSink {
     public func warning(_ message: String) {}
     public var wantsStage2Updates: Bool { false }
     public func stage2Updated(vmid: VMID, update: Stage2Update, start: IPA, end: IPA) {}
+    public func iommu(_ notification: IOMMUNotification) {}
 }

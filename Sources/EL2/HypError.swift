@@ -11,6 +11,8 @@ public enum HypError: Int32, Error, Sendable, CaseIterable, CustomStringConverti
     case EFAULT = 14
     case EBUSY = 16
     case EEXIST = 17
+    /// No such device: an IOMMU operation on a machine without an SMMU.
+    case ENODEV = 19
     case EINVAL = 22
     /// `kvm_pgtable_walk` on an address beyond the table's input size.
     case ERANGE = 34
@@ -30,6 +32,7 @@ public enum HypError: Int32, Error, Sendable, CaseIterable, CustomStringConverti
         case .EFAULT: "-EFAULT"
         case .EBUSY: "-EBUSY"
         case .EEXIST: "-EEXIST"
+        case .ENODEV: "-ENODEV"
         case .EINVAL: "-EINVAL"
         case .ERANGE: "-ERANGE"
         case .EHWPOISON: "-EHWPOISON"

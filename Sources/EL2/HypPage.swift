@@ -46,6 +46,12 @@ public enum HypPageUse: UInt8, Sendable, CustomStringConvertible {
     case guestTable = 4
     /// A page holding EL2's structure for a VM (pKVM's `struct pkvm_hyp_vm`).
     case vmMetadata = 5
+    /// A table page of an SMMU domain EL2 owns (the host identity domain, a host paging domain).
+    case iommuTable = 6
+    /// A free page in the SMMU's page-table pool.
+    case iommuPoolFree = 7
+    /// A page of the SMMU stream table (STRTAB_BASE).
+    case streamTable = 8
 
     public var description: String {
         switch self {
@@ -55,6 +61,9 @@ public enum HypPageUse: UInt8, Sendable, CustomStringConvertible {
         case .guestPoolFree: "vm-pool"
         case .guestTable: "vm-s2-table"
         case .vmMetadata: "vm-metadata"
+        case .iommuTable: "iommu-table"
+        case .iommuPoolFree: "iommu-pool"
+        case .streamTable: "smmu-stream-table"
         }
     }
 }

@@ -20,8 +20,13 @@ extension Hypervisor {
     }
 
     /// `__host_check_page_state_range`: memory check, then every page's host state.
-    @inline(__always) func checkHostRange(_ start: PhysAddr, pages: UInt64, _ state: PageState) throws(HypError) {
+    /// `dmaUnmapped` adds the refcount design's check between the two (-EINVAL while any page
+    /// holds a DMA reference; `IOMMUMode.refcount` only): what `host_request_owned_transition` and
+    /// `host_request_unshare` check first in Android.
+    @inline(__always) func checkHostRange(_ start: PhysAddr, pages: UInt64, _ state: PageState,
+                                          dmaUnmapped: Bool = false) throws(HypError) {
         try checkRangeAllowedMemory(start, pages: pages)
+        if dmaUnmapped { try checkNotDMAMapped(start, pages: pages) }
         let first = memory.pageIndex(start)!
         for i in 0..<Int(pages) where vmemmap[first + i].hostState != state { throw .EPERM }
     }
@@ -112,6 +117,7 @@ extension Hypervisor {
         if vmemmap[memory.pageIndex(start)!].hostState == .noPage {
             hostStage2Apply(.map(output: start, permissions: .rwx, state: .owned, pagesOnly: false),
                             start: start.rawValue, end: start.rawValue + pages << pageShift)
+            mirrorHostChange(start, pages: pages, accessible: true)
         }
         setHostState(start, pages: pages, state)
     }
@@ -125,9 +131,11 @@ extension Hypervisor {
         case .host:
             hostStage2Apply(.map(output: start, permissions: .rwx, state: .owned, pagesOnly: false),
                             start: start.rawValue, end: end)
+            mirrorHostChange(start, pages: pages, accessible: true)
             setHostState(start, pages: pages, .owned)
         case .hyp, .guest:
             hostStage2Apply(.annotate(.annotation(.donation, owner: owner, meta: meta)), start: start.rawValue, end: end)
+            mirrorHostChange(start, pages: pages, accessible: false)
             setHostState(start, pages: pages, .noPage)
         }
     }

@@ -22,7 +22,8 @@ extension Hypervisor {
     /// `__pkvm_guest_unshare_host` (MEM_UNSHARE): a guest takes a shared page back.
     ///
     /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG);
-    /// guest SHARED_OWNED (-EPERM); host SHARED_BORROWED (-EPERM, whatever the reason).
+    /// guest SHARED_OWNED (-EPERM); host SHARED_BORROWED (-EPERM, whatever the reason); no host
+    /// device holds a DMA mapping of the page (`IOMMUMode.refcount`; -EBUSY, pvm's choice).
     /// Effect: host stage-2 annotated owner GUEST again (TLB invalidated), host NOPAGE; guest
     /// PTE re-mapped as OWNED.
     public func guestUnshareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
@@ -32,6 +33,9 @@ extension Hypervisor {
             let (d, phys) = try validGuestPTE(vm, ipa)
             guard d.pageState == .sharedOwned else { throw .EPERM }
             do { try checkHostRange(phys, pages: 1, .sharedBorrowed) } catch { throw .EPERM }
+            // The refcount design: a page a host device has DMA-mapped cannot be taken back
+            // until the host unmaps it (the guest sees -EBUSY, as relinquish reports a DMA user).
+            if meta(phys).pointee.refcount != 0 { throw .EBUSY }
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)

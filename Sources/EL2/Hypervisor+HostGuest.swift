@@ -7,8 +7,8 @@ extension Hypervisor {
     ///
     /// Checks, in order: the VM exists (-EINVAL: pKVM's handler resolves the vCPU's VM before the
     /// transition runs); `prot` ⊆ RWX (-EINVAL); pfn range valid (-EINVAL); transition size
-    /// (-EINVAL); memory check (-EINVAL / -EPERM); guest NOPAGE over the range (-EPERM; -ERANGE
-    /// past the IPA limit); per page: host OWNED passes, host SHARED_OWNED with a share count
+    /// (-EINVAL); memory check (-EINVAL / -EPERM); in `IOMMUMode.refcount`, a DMA-mapped page
+    /// (-EINVAL); guest NOPAGE over the range (-EPERM; -ERANGE past the IPA limit); per page: host OWNED passes, host SHARED_OWNED with a share count
     /// of U32_MAX gives -EBUSY, with a count above zero passes, anything else -EPERM; memcache
     /// (-ENOMEM).
     /// Effect: per page host SHARED_OWNED and share count + 1; guest mapped with `prot`,
@@ -22,6 +22,7 @@ extension Hypervisor {
         try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
         try checkRangeAllowedMemory(phys, pages: pages)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
+            try checkNotDMAMapped(phys, pages: pages)
             try checkGuestRange(vm, ipa, pages: pages, .noPage)
             let first = memory.pageIndex(phys)!
             for i in 0..<Int(pages) {
@@ -50,7 +51,7 @@ extension Hypervisor {
     /// size (-EINVAL); the guest leaf (-ERANGE past the IPA limit;
     /// invalid -ENOENT, before any state check); the mapping's granule equals the request
     /// (-E2BIG); guest SHARED_BORROWED (-EPERM); per page host SHARED_OWNED (-EPERM) with a
-    /// non-zero share count (-EINVAL).
+    /// non-zero share count (-EINVAL); in `IOMMUMode.refcount`, not DMA-mapped (-EINVAL).
     /// Effect: guest entry unmapped (TLB invalidated); per page share count − 1, host OWNED at 0.
     public func hostUnshareGuest(gfn: GFN, pages: UInt64, vm handle: VMHandle) throws(HypError) {
         let vm = try transitionVM(handle)
@@ -71,6 +72,7 @@ extension Hypervisor {
                 let p = vmemmap[first + i]
                 guard p.hostState == .sharedOwned else { throw .EPERM }
                 guard p.hostShareGuestCount > 0 else { throw .EINVAL }
+                if refcountsDMA && p.refcount != 0 { throw .EINVAL }
             }
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
             for i in 0..<Int(pages) {
@@ -84,7 +86,8 @@ extension Hypervisor {
     /// `__pkvm_host_donate_guest`: gives one host page to a (protected) guest, the lazy donation
     /// a guest's first stage-2 fault on the page triggers.
     ///
-    /// Checks, in order: memory check and host OWNED (-EINVAL / -EPERM); guest NOPAGE (-EPERM,
+    /// Checks, in order: memory check (-EINVAL / -EPERM); in `IOMMUMode.refcount`, not DMA-mapped
+    /// (-EINVAL); host OWNED (-EPERM); guest NOPAGE (-EPERM,
     /// a POISON entry included; -ERANGE past the IPA limit); memcache (-ENOMEM).
     /// Effect: host stage-2 annotated owner GUEST with (handle, gfn); host NOPAGE; guest
     /// mapped RWX at page granularity, state OWNED.
@@ -92,7 +95,7 @@ extension Hypervisor {
         let vm = try transitionVM(handle)
         let phys = pfn.address, ipa = gfn.ipa
         try withHostAndGuestLocks(vm) { () throws(HypError) in
-            try checkHostRange(phys, pages: 1, .owned)
+            try checkHostRange(phys, pages: 1, .owned, dmaUnmapped: true)
             try checkGuestRange(vm, ipa, pages: 1, .noPage)
             try checkMemcache(vm)
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))

@@ -2,13 +2,14 @@
 extension Hypervisor {
     /// `__pkvm_host_share_hyp`: the host lets EL2 read and write one of its pages.
     ///
-    /// Checks, in order: memory check; host OWNED (-EPERM); hyp NOPAGE (-EPERM).
+    /// Checks, in order: memory check; DMA-mapped (-EINVAL, `IOMMUMode.refcount`); host OWNED
+    /// (-EPERM); hyp NOPAGE (-EPERM).
     /// Effect: hyp SHARED_BORROWED, host SHARED_OWNED. No EL2 mapping yet: that is made at the
     /// first pin.
     public func hostShareHyp(_ pfn: PFN) throws(HypError) {
         try withHostAndHypLocks { () throws(HypError) in
             let pa = pfn.address
-            try checkHostRange(pa, pages: 1, .owned)
+            try checkHostRange(pa, pages: 1, .owned, dmaUnmapped: true)
             try checkHypRange(pa, pages: 1, .noPage)
             setHypState(pa, pages: 1, .sharedBorrowed)
             setHostState(pa, pages: 1, .sharedOwned)
@@ -63,8 +64,8 @@ extension Hypervisor {
 
     /// `__pkvm_host_donate_hyp`: the host gives pages to EL2 for good (VM structures, memcache).
     ///
-    /// Checks, in order: pfn range valid (-EINVAL); memory check; host OWNED (-EPERM); hyp NOPAGE
-    /// (-EPERM). Effect: hyp OWNED; host stage-2 annotated with owner HYP; host NOPAGE.
+    /// Checks, in order: pfn range valid (-EINVAL); memory check; DMA-mapped (-EINVAL,
+    /// `IOMMUMode.refcount`); host OWNED (-EPERM); hyp NOPAGE (-EPERM). Effect: hyp OWNED; host stage-2 annotated with owner HYP; host NOPAGE.
     public func hostDonateHyp(_ pfn: PFN, pages: UInt64) throws(HypError) {
         try withHostAndHypLocks { () throws(HypError) in
             try donateToHypLocked(pfn, pages: pages)
@@ -74,7 +75,7 @@ extension Hypervisor {
     func donateToHypLocked(_ pfn: PFN, pages: UInt64) throws(HypError) {
         guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
         let pa = pfn.address
-        try checkHostRange(pa, pages: pages, .owned)
+        try checkHostRange(pa, pages: pages, .owned, dmaUnmapped: true)
         try checkHypRange(pa, pages: pages, .noPage)
         setHypState(pa, pages: pages, .owned)
         setHostOwner(pa, pages: pages, .hyp)

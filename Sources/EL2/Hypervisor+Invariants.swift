@@ -19,7 +19,10 @@ public struct InvariantViolation: Hashable, Sendable, CustomStringConvertible {
 /// 4. `host_share_guest_count` equals the number of guest SHARED_BORROWED mappings of the page.
 /// 5. Pins only on pages shared with the hypervisor; hyp SHARED_BORROWED only on host SHARED_OWNED.
 /// 6. Every page EL2 holds is accounted for (a table of a live stage-2, a pool or memcache page,
-///    a VM structure), and every table page's refcount equals its non-zero entries.
+///    a VM structure, an SMMU table, pool or stream-table page), and every table page's refcount
+///    equals its non-zero entries.
+/// 7. The SMMU (Hypervisor+IOMMUInvariants.swift): every IOMMU mapping and every cached IOTLB
+///    entry is allowed by ownership.
 extension Hypervisor {
     /// Returns every violation found (at most `limit`), or an empty array when the state is sound.
     public func checkInvariants(limit: Int = 64) -> [InvariantViolation] {
@@ -129,6 +132,11 @@ extension Hypervisor {
             }
         }
         checkTables(hostStage2, name: "host")
+        // The SMMU collects apart: its closures write `c` themselves.
+        var iommu = InvariantCollector(limit: c.limit)
+        let dmaRefs = checkIOMMULocked(&iommu, liveVMs: liveVMs, account: account, checkTables: checkTables)
+        for v in iommu.violations { c.add(v.message) }
+        c.dropped += iommu.dropped
 
         // Every page: host stage-2, states, counters, single owner, accounting.
         for i in 0..<n {
@@ -162,8 +170,13 @@ extension Hypervisor {
             if y == .sharedOwned || y == .poison { c.add("\(pa) hyp state \(y) is never used by pKVM") }
             if y == .sharedBorrowed && h != .sharedOwned { c.add("hyp borrows \(pa) but host state is \(h)") }
             if y == .owned && h != .noPage { c.add("hyp owns \(pa) but host state is \(h)") }
-            if p.refcount > 0 && y != .sharedBorrowed && p.use != .hostTable && p.use != .guestTable {
-                c.add("\(pa) has refcount \(p.refcount) but is neither pinned shared memory nor a table")
+            let isTable = p.use == .hostTable || p.use == .guestTable || p.use == .iommuTable
+            let dma = dmaRefs.isEmpty ? 0 : dmaRefs[i]
+            if !isTable && p.refcount < dma {
+                c.add("\(pa) is mapped in \(dma) IOMMU paging domain entries but its refcount is \(p.refcount)")
+            }
+            if !isTable && p.refcount > dma && y != .sharedBorrowed {
+                c.add("\(pa) has refcount \(p.refcount) (\(dma) DMA) but is neither pinned shared memory nor a table")
             }
             if p.hostShareGuestCount != guestBorrows[i] {
                 c.add("\(pa) host_share_guest_count \(p.hostShareGuestCount) but \(guestBorrows[i]) guest mappings borrow it")

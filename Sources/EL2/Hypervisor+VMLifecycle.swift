@@ -96,6 +96,7 @@ extension Hypervisor {
             if vm.isDying { throw .EINVAL }
             vm.isDying = true
         }
+        if smmu != nil, let vm = vm(handle) { hostLock.withLock { _ in detachAssignedStreamsLocked(vm) } }
     }
 
     /// `__pkvm_reclaim_dying_guest_page`: `hostReclaimPageGuest` for a dying VM; -EINVAL if the
@@ -127,6 +128,7 @@ extension Hypervisor {
         }
         return withHostAndHypLocks { () -> Int in
             vm.isFinalized = true
+            detachAssignedStreamsLocked(vm)
             // The sink is only ever called with EL2 locks held.
             sink?.invalidate(TLBInvalidation(vmid: vm.vmid, start: IPA(0), size: geometry.limit))
             return vm.lock.withLock { _ -> Int in

@@ -20,6 +20,8 @@ import Synchronization
 /// - `hypLock` (`pkvm_pgd_lock`): hyp states. Always taken inside `hostLock` here, because the
 ///   host and hyp states share one byte of `HypPage`.
 /// - `GuestVM.lock` (`vm->lock`): that guest's stage-2 and pools; taken inside `hostLock`.
+/// - `SMMU.configLock` (the IOMMU's lock): stream table, domains; inside `hostLock`, outside
+///   `GuestVM.lock`. The IOTLB's lock is the innermost of all.
 ///
 /// A VM object is looked up under `vmTableLock`, which is then dropped before the transition
 /// takes `hostLock`; VM objects are never freed while referenced (Swift references keep them
@@ -40,6 +42,10 @@ public final class Hypervisor: @unchecked Sendable {
     /// Guarded by `vmTableLock`; index = handle - `VMHandle.offset`.
     private(set) var vmTable: [GuestVM?]
     let sink: (any EL2EventSink)?
+    /// The SMMU, when the machine has one.
+    public let smmu: SMMU?
+    /// True in `IOMMUMode.refcount`: host transitions refuse pages with DMA references.
+    let refcountsDMA: Bool
 
     /// pKVM's `KVM_MAX_PVMS`.
     public static let maxVMs = 255
@@ -61,12 +67,15 @@ public final class Hypervisor: @unchecked Sendable {
     }
 
     /// Boots EL2 over `memory`: reserves a carveout at the top of the last RAM region for the host
-    /// stage-2 (PGD and table pool) and annotates it as hyp-owned in the host stage-2.
+    /// stage-2 (PGD and table pool) and, with an SMMU, for the stream table and the IOMMU domain
+    /// tables; annotates the carveout as hyp-owned in the host stage-2.
     ///
     /// - Parameters:
     ///   - ipaBits: IPA size of every stage-2 (VTCR_EL2.T0SZ); also the host's physical address size.
+    ///   - iommu: build an SMMU keeping DMA consistent with ownership this way; nil for none.
     ///   - sink: receives every TLB invalidation, for the host and all guests.
-    public init(memory: PhysicalMemory, ipaBits: Int = 40, sink: (any EL2EventSink)? = nil) throws(InitError) {
+    public init(memory: PhysicalMemory, ipaBits: Int = 40, iommu: IOMMUMode? = nil,
+                sink: (any EL2EventSink)? = nil) throws(InitError) {
         guard let geometry = Stage2Geometry(ipaBits: ipaBits) else { throw .unsupportedIPABits(ipaBits) }
         let last = memory.regions[memory.regions.count - 1]
         guard last.end.rawValue <= geometry.limit else { throw .ramBeyondIPALimit(last.end, ipaBits: ipaBits) }
@@ -75,6 +84,7 @@ public final class Hypervisor: @unchecked Sendable {
         self.sink = sink
         self.vmemmap = Vmemmap(pageCount: memory.pageCount)
         self.vmTable = Array(repeating: nil, count: Self.maxVMs)
+        self.refcountsDMA = iommu == .refcount
 
         // Size the host stage-2 pool so that mapping every RAM page at page granularity can never
         // run out, plus slack for MMIO identity maps (reclaimed on demand, as host_stage2_try does).
@@ -86,12 +96,17 @@ public final class Hypervisor: @unchecked Sendable {
         let pgdPages = geometry.pgdPages
         let pgdAlign = UInt64(pgdPages)
         let poolPages = tables + mmioSlack
-        // Carveout at the top of the last region: [pool pages][PGD], PGD naturally aligned.
+        // The SMMU's share: PGD slots (one identity domain, or the paging domains), the stream
+        // table, and a table pool that can map all RAM at page granularity once.
+        let pgdSlots = iommu == nil ? 0 : iommu == .mirror ? 1 : Self.maxPagingDomains
+        let iommuPages = iommu == nil ? 0 : pgdSlots * pgdPages + SMMU.streamTablePages + tables + 16
+        // Carveout at the top of the last region: [SMMU][pool pages][PGD], PGDs naturally aligned.
         let lastEndPFN = last.end.pfn.rawValue
         let pgdStart = (lastEndPFN - UInt64(pgdPages)) / pgdAlign * pgdAlign
-        let carveStart = pgdStart >= UInt64(poolPages) ? pgdStart - UInt64(poolPages) : 0
+        let wanted = UInt64(poolPages + iommuPages)
+        let carveStart = pgdStart >= wanted ? (pgdStart - wanted) / pgdAlign * pgdAlign : 0
         guard carveStart >= last.base.pfn.rawValue, pgdStart + UInt64(pgdPages) <= lastEndPFN else {
-            throw .tooLittleRAM(pagesNeeded: poolPages + 2 * pgdPages, pagesPresent: Int(last.pageCount))
+            throw .tooLittleRAM(pagesNeeded: poolPages + iommuPages + 2 * pgdPages, pagesPresent: Int(last.pageCount))
         }
         self.carveout = PFN(carveStart)..<PFN(lastEndPFN)
         for pfn in carveStart..<lastEndPFN {
@@ -101,12 +116,20 @@ public final class Hypervisor: @unchecked Sendable {
         }
         let stage2 = Stage2PageTable(geometry: geometry, vmid: .host, root: PFN(pgdStart).address, memory: memory,
                                      vmemmap: vmemmap, tableUse: .hostTable, freeUse: .hostPoolFree, sink: sink)
-        for pfn in carveStart..<pgdStart { stage2.addFreeTable(PFN(pfn).address) }
+        let hostPoolStart = carveStart + UInt64(iommuPages)
+        for pfn in hostPoolStart..<pgdStart { stage2.addFreeTable(PFN(pfn).address) }
         // Pages between the PGD's end and the region's end (alignment slack) stay in the pool too.
         for pfn in (pgdStart + UInt64(pgdPages))..<lastEndPFN { stage2.addFreeTable(PFN(pfn).address) }
         self.hostStage2 = stage2
         stage2.apply(.annotate(.annotation(.donation, owner: .hyp)),
                      start: PFN(carveStart).address.rawValue, end: last.end.rawValue)
+        if let iommu {
+            self.smmu = Self.bootSMMU(iommu, pages: PFN(carveStart)..<PFN(hostPoolStart), pgdSlots: pgdSlots,
+                                      geometry: geometry, memory: memory, vmemmap: vmemmap, sink: sink)
+            mirrorInitialHostStage2()
+        } else {
+            self.smmu = nil
+        }
     }
 
     // MARK: Per-page metadata

@@ -39,6 +39,10 @@ public final class Stage2PageTable: @unchecked Sendable {
         // The IPA span to invalidate at the end of the current update.
         var invalidLow = UInt64.max
         var invalidHigh: UInt64 = 0
+        // The SMMU domain whose STE points at this table, if any: its IOTLB entries must go
+        // with every TLB invalidation (a table shared by the CPU and the SMMU, spec 5).
+        var iotlb: IOTLB?
+        var iotlbDomain = IOMMUDomainID(rawValue: 0)
     }
     private let state: UnsafeMutablePointer<MutableState>
 
@@ -122,8 +126,23 @@ public final class Stage2PageTable: @unchecked Sendable {
         }
         if reportsUpdates { sink?.stage2Updated(vmid: vmid, update: update, start: IPA(start), end: IPA(end)) }
         let (low, high) = (state.pointee.invalidLow, state.pointee.invalidHigh)
-        if low < high { sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(low), size: high - low)) }
+        if low < high {
+            sink?.invalidate(TLBInvalidation(vmid: vmid, start: IPA(low), size: high - low))
+            if let iotlb = state.pointee.iotlb {
+                iotlb.invalidate(domain: state.pointee.iotlbDomain, start: low, size: high - low)
+            }
+        }
     }
+
+    /// Makes every later invalidation of this table also invalidate `iotlb` for `domain` (an
+    /// SMMU STE now points at the table), or stops it (nil). Called under the owner's lock.
+    func attachIOTLB(_ iotlb: IOTLB?, domain: IOMMUDomainID) {
+        state.pointee.iotlb = iotlb
+        state.pointee.iotlbDomain = domain
+    }
+
+    /// The SMMU domain sharing this table, if any.
+    var sharingDomain: IOMMUDomainID? { state.pointee.iotlb == nil ? nil : state.pointee.iotlbDomain }
 
     /// The single-page update every guest transition makes, without the range machinery:
     /// descend (allocating empty tables), write the level-3 entry, then free the tables the

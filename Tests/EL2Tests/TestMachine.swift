@@ -1,4 +1,5 @@
 import EL2
+import Foundation
 import HostMemory
 import Testing
 
@@ -6,9 +7,13 @@ import Testing
 final class RecordingSink: EL2EventSink, @unchecked Sendable {
     private(set) var invalidations: [TLBInvalidation] = []
     private(set) var warnings: [String] = []
+    private let iommuLock = NSLock()
+    private var iommuNotes: [IOMMUNotification] = []
     func invalidate(_ request: TLBInvalidation) { invalidations.append(request) }
     func warning(_ message: String) { warnings.append(message) }
-    func reset() { invalidations.removeAll(); warnings.removeAll() }
+    func iommu(_ notification: IOMMUNotification) { iommuLock.withLock { iommuNotes.append(notification) } }
+    var iommuNotifications: [IOMMUNotification] { iommuLock.withLock { iommuNotes } }
+    func reset() { invalidations.removeAll(); warnings.removeAll(); iommuLock.withLock { iommuNotes.removeAll() } }
 }
 
 /// A small machine for tests: RAM at 0x8000_0000 (default 64 MiB), EL2 booted over it,
@@ -19,14 +24,14 @@ struct TestMachine {
     let sink: RecordingSink
     let backing: AnonymousMemory
 
-    init(megabytes: UInt64 = 64, ipaBits: Int = 40, regions: [MemoryRegion]? = nil) throws {
+    init(megabytes: UInt64 = 64, ipaBits: Int = 40, regions: [MemoryRegion]? = nil, iommu: IOMMUMode? = nil) throws {
         let regions = regions ?? [MemoryRegion(base: PhysAddr(Self.ramBase), size: megabytes << 20)]
         let total = regions.reduce(0) { $0 + $1.size }
         backing = try AnonymousMemory(size: Int(total))
         let memory = try PhysicalMemory(regions: regions, backing: backing.buffer, owner: backing,
                                         clearPage: AnonymousMemory.clearPage)
         sink = RecordingSink()
-        hyp = try Hypervisor(memory: memory, ipaBits: ipaBits, sink: sink)
+        hyp = try Hypervisor(memory: memory, ipaBits: ipaBits, iommu: iommu, sink: sink)
     }
 
     /// The absolute pfn of RAM page `n`.
