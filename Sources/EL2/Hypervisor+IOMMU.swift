@@ -88,8 +88,9 @@ extension Hypervisor {
             sink?.iommu(.mapped(.identity, iova: start.rawValue, output: start, size: pages << pageShift,
                                 permissions: .rw))
         } else {
-            identity.table.apply(.clear, start: start.rawValue, end: end)
+            // Reported before the write so the trace reads unmap, then the invalidation it causes.
             sink?.iommu(.unmapped(.identity, iova: start.rawValue, size: pages << pageShift))
+            identity.table.apply(.clear, start: start.rawValue, end: end)
         }
     }
 
@@ -320,8 +321,8 @@ extension Hypervisor {
             a += pageSize
         }
         guard !outputs.isEmpty else { return 0 }
-        domain.table.apply(.clear, start: iova, end: end)  // TLBI + CMD_SYNC through the IOTLB hook
         sink?.iommu(.unmapped(domain.id, iova: iova, size: end - iova))
+        domain.table.apply(.clear, start: iova, end: end)  // TLBI + CMD_SYNC through the IOTLB hook
         for pa in outputs { meta(pa).pointee.refcount -= 1 }
         drainTables(smmu, domain.table)
         return UInt64(outputs.count)

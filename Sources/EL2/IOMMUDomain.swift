@@ -15,7 +15,7 @@ public struct IOMMUDomainID: RawRepresentable, Hashable, Comparable, Sendable, C
     public static let firstGuest: UInt16 = 0x8000
 
     public static func < (a: IOMMUDomainID, b: IOMMUDomainID) -> Bool { a.rawValue < b.rawValue }
-    public var description: String { "domain \(rawValue)" }
+    public var description: String { rawValue < Self.firstGuest ? "domain \(rawValue)" : "domain \(hex(rawValue))" }
 }
 
 /// One SMMU translation domain: a stage-2 table in the CPU's format (spec stage2-iommu.md

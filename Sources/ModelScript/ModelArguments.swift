@@ -73,5 +73,36 @@ struct ModelArguments {
         throw ModelLineError("\(operation): protection '\(t)' must be r, rw, rwx (any subset of rwx) or a number")
     }
 
+    /// A stream ID (the SMMU checks the range itself).
+    func stream(_ i: Int) throws(ModelLineError) -> StreamID {
+        let n = try number(i, "SID")
+        guard n <= UInt64(UInt32.max) else { throw ModelLineError("\(operation): SID \(n) does not fit 32 bits") }
+        return StreamID(UInt32(n))
+    }
+
+    /// An IOMMU domain: `host` (the identity domain) or a number.
+    func domain(_ i: Int) throws(ModelLineError) -> IOMMUDomainID {
+        if i < tokens.count, tokens[i] == "host" || tokens[i] == "identity" { return .identity }
+        let n = try number(i, "DOMAIN")
+        guard n <= UInt64(UInt16.max) else { throw ModelLineError("\(operation): DOMAIN \(n) does not fit 16 bits") }
+        return IOMMUDomainID(UInt16(n))
+    }
+
+    /// A device address: a number, or `pfn:N` for the address of RAM page N (what the identity
+    /// domain maps there).
+    func iova(_ i: Int) throws(ModelLineError) -> UInt64 {
+        let t = try token(i, "IOVA")
+        if t.hasPrefix("pfn:") {
+            guard let n = NumberParser.unsigned(t.dropFirst(4)) else {
+                throw ModelLineError("\(operation): IOVA '\(t)' is not pfn:N")
+            }
+            let base = session.hypervisor.memory.ramStart.pfn.rawValue
+            let (sum, overflow) = base.addingReportingOverflow(n)
+            guard !overflow, sum <= UInt64.max >> pageShift else { throw ModelLineError("\(operation): IOVA '\(t)' overflows") }
+            return sum << pageShift
+        }
+        return try number(i, "IOVA")
+    }
+
     private func t(_ i: Int) -> String { i < tokens.count ? String(tokens[i]) : "" }
 }

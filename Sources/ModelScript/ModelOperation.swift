@@ -20,7 +20,7 @@ struct ModelOperation: Sendable {
         }
     }
 
-    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + reclaim + inspection
+    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + reclaim + iommu + inspection
 
     static let byName: [String: ModelOperation] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 

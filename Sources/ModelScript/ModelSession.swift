@@ -16,6 +16,8 @@ public final class ModelSession {
         /// Physical address of the first RAM byte; pfn 0 of the script (default 0x8000_0000,
         /// where crosvm's arm64 layout puts RAM).
         public var ramBase: UInt64 = 0x8000_0000
+        /// The SMMU's design, or nil for a machine without one (default: none).
+        public var iommu: IOMMUMode?
         public init() {}
     }
 
@@ -59,7 +61,7 @@ public final class ModelSession {
             let memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(configuration.ramBase), size: size)],
                                             backing: backing.buffer, owner: backing,
                                             clearPage: AnonymousMemory.clearPage)
-            hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, sink: log)
+            hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, iommu: configuration.iommu, sink: log)
         } catch let e as PhysicalMemory.LayoutError {
             throw SetupError(description: e.description)
         } catch let e as Hypervisor.InitError {

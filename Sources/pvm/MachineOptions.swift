@@ -1,4 +1,5 @@
 import ArgumentParser
+import EL2
 import ModelScript
 
 /// Options that shape the emulated machine, shared by subcommands.
@@ -11,6 +12,9 @@ struct MachineOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("Physical address of the first RAM byte (2 MiB aligned).", valueName: "ADDR"))
     var ramBase: String = "0x80000000"
+
+    @Option(name: .long, help: ArgumentHelp("SMMU design: mirror (identity domain follows the host stage-2), refcount (DMA references block conversions) or none.", valueName: "MODE"))
+    var iommuMode: String = "mirror"
 
     func validate() throws {
         _ = try configuration()
@@ -34,6 +38,14 @@ struct MachineOptions: ParsableArguments {
         }
         guard base + size <= 1 << UInt64(ipaBits) else {
             throw ValidationError("RAM [\(ramBase), +\(memory)) does not fit a \(ipaBits)-bit IPA space")
+        }
+        switch iommuMode {
+        case "none": c.iommu = nil
+        default:
+            guard let mode = IOMMUMode(rawValue: iommuMode) else {
+                throw ValidationError("--iommu-mode '\(iommuMode)' must be mirror, refcount or none")
+            }
+            c.iommu = mode
         }
         c.memory = size
         c.ipaBits = ipaBits
