@@ -32,26 +32,9 @@ static u8 smp_stacks[SMP_MAX_CPUS][SMP_STACK_SIZE] __attribute__((aligned(16)));
 void secondary_entry(void);
 __attribute__((noreturn)) void secondary_main(struct share_cpu *cpu);
 
-static u32 checks_run, checks_failed;
+static struct checks checks = { "share", 0, 0 };
 
-static void check(const char *name, u64 got, u64 expected)
-{
-    checks_run++;
-    if (got == expected) {
-        console_puts("share: ok ");
-        console_puts(name);
-        console_putc('\n');
-        return;
-    }
-    checks_failed++;
-    console_puts("share: FAIL ");
-    console_puts(name);
-    console_puts(" got ");
-    console_hex(got);
-    console_puts(" expected ");
-    console_hex(expected);
-    console_putc('\n');
-}
+static void check(const char *name, u64 got, u64 expected) { checks_record(&checks, name, got, expected); }
 
 static u64 pattern(u64 seed, u64 i)
 {
@@ -271,16 +254,16 @@ int main(const struct pvm_boot_config *config)
 
 summary:
     console_puts("share: ");
-    if (checks_failed == 0) {
-        console_dec(checks_run);
+    if (checks.failed == 0) {
+        console_dec(checks.run);
         console_putc('/');
-        console_dec(checks_run);
+        console_dec(checks.run);
         console_puts(" checks passed\n");
     } else {
         console_puts("FAILED ");
-        console_dec(checks_failed);
+        console_dec(checks.failed);
         console_puts(" of ");
-        console_dec(checks_run);
+        console_dec(checks.run);
         console_puts(" checks\n");
     }
     psci_system_off();

@@ -30,4 +30,11 @@ static inline void payload_console_init(const struct pvm_boot_config *config)
     console_init(config->console_page_gpa, config->console_mmio_gpa);
 }
 
+/* Regression checks: each prints "<prefix>: ok <name>" or "<prefix>: FAIL <name> got .. expected ..". */
+struct checks {
+    const char *prefix;
+    u32 run, failed;
+};
+void checks_record(struct checks *c, const char *name, u64 got, u64 expected);
+
 #endif

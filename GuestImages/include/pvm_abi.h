@@ -170,4 +170,31 @@ _Static_assert(sizeof(struct pvm_boot_config) == PVM_CONFIG_SIZE, "boot config i
 #define PVM_CONSOLE_REG_BUFFER      0x8   /* write, 8 bytes: GPA of the buffer page */
 #define PVM_CONSOLE_BUFFER_SIZE     4096U
 
+/* ---- Block device (MMIO at 0xD0001000; docs/iommu.md) ------------------------------------- */
+#define PVM_BLOCK_MMIO_GPA          0xD0001000ULL
+#define PVM_BLOCK_REG_SECTOR        0x00  /* first 512-byte sector to read */
+#define PVM_BLOCK_REG_ADDR          0x08  /* guest-physical address of the (shared) buffer */
+#define PVM_BLOCK_REG_LEN           0x10  /* bytes, 1 .. 64 KiB */
+#define PVM_BLOCK_REG_CMD           0x18  /* write 1: read from the disk into the buffer */
+#define PVM_BLOCK_REG_STATUS        0x20  /* 0 idle, 1 busy, 2 done, 3 error (SMMU fault), 4 rejected */
+#define PVM_BLOCK_REG_DONE          0x28  /* bytes landed so far */
+#define PVM_BLOCK_REG_CHUNK         0x30  /* bytes per DMA chunk (default 512) */
+#define PVM_BLOCK_REG_DELAY         0x38  /* microseconds between chunks (default 0) */
+#define PVM_BLOCK_STATUS_BUSY       1
+#define PVM_BLOCK_STATUS_DONE       2
+#define PVM_BLOCK_STATUS_ERROR      3
+
+/* Byte `offset` of the synthetic disk (GuestABI.blockByte). */
+#define PVM_BLOCK_BYTE(offset) ((unsigned char)((((offset) >> 9) * 31) + (offset) * 7 + 0x5A))
+
+/* ---- DMA engine assigned to the guest (MMIO at 0xD0002000); addresses are IPAs ----------- */
+#define PVM_DMA_MMIO_GPA            0xD0002000ULL
+#define PVM_DMA_REG_SRC             0x00
+#define PVM_DMA_REG_DST             0x08
+#define PVM_DMA_REG_LEN             0x10
+#define PVM_DMA_REG_FILL            0x18
+#define PVM_DMA_REG_CMD             0x20  /* write 1 = copy, 2 = fill; done when the write returns */
+#define PVM_DMA_REG_STATUS          0x28  /* 0 done, 3 SMMU fault, 4 rejected */
+#define PVM_DMA_REG_DONE            0x30  /* bytes written */
+
 #endif /* PVM_ABI_H */

@@ -61,6 +61,13 @@ static inline void mmio_write64(u64 gpa, u64 value)
     __asm__ volatile("movq %1, (%0)" : : "r"(gpa), "r"(value) : "memory");
 }
 
+static inline u64 mmio_read64(u64 gpa)
+{
+    u64 value;
+    __asm__ volatile("movq (%1), %0" : "=r"(value) : "r"(gpa) : "memory");
+    return value;
+}
+
 /* ---- PSCI --------------------------------------------------------------------------------- */
 __attribute__((noreturn)) void psci_system_off(void);
 __attribute__((noreturn)) void psci_system_reset(void);

@@ -1,7 +1,7 @@
 /// The firmware and guest images built from Firmware/ and GuestImages/ at build time (the
 /// GuestImageBuilder plugin runs scripts/build-guests.sh), so `pvm boot` needs no file.
 public enum EmbeddedImage: String, CaseIterable, Sendable {
-    case firmware, hello, share, giveaway, bench
+    case firmware, hello, share, giveaway, bench, dma
 
     /// The ELF file's bytes.
     public var bytes: [UInt8] {
@@ -12,6 +12,7 @@ public enum EmbeddedImage: String, CaseIterable, Sendable {
         case .share: text = EmbeddedImageData.share
         case .giveaway: text = EmbeddedImageData.giveaway
         case .bench: text = EmbeddedImageData.bench
+        case .dma: text = EmbeddedImageData.dma
         }
         return Base64.decode(text)
     }

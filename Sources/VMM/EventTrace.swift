@@ -24,6 +24,10 @@ public enum TraceEvent: Sendable {
     case power(vcpu: Int, event: String)
     /// A warning from EL2 (pKVM's WARN_ON) or the VMM.
     case warning(String)
+    /// The SMMU: attach / detach, a mapping EL2 wrote, an IOTLB invalidation, a DMA fault.
+    case iommu(IOMMUNotification)
+    /// A device transfer finished or stopped: device name, stream, bytes moved, outcome.
+    case dma(device: String, stream: UInt32, iova: UInt64, bytes: Int, result: String)
 }
 
 /// Writes trace events as JSON Lines, one `write(2)` per flush, from any thread. Time is in
@@ -84,6 +88,36 @@ public final class EventTrace: Sendable {
         s.buffer.removeAll(keepingCapacity: true)
     }
 
+    static func encodeIOMMU(_ note: IOMMUNotification) -> String {
+        switch note {
+        case let .attached(sid, domain, kind):
+            return "\"kind\":\"iommu\",\"op\":\"attach\",\"sid\":\(sid.rawValue),\"domain\":\(domain.rawValue),\"type\":\(jsonString("\(kind)"))"
+        case let .detached(sid):
+            return "\"kind\":\"iommu\",\"op\":\"detach\",\"sid\":\(sid.rawValue)"
+        case let .mapped(domain, iova, output, size, permissions):
+            return "\"kind\":\"iommu\",\"op\":\"map\",\"domain\":\(domain.rawValue),\"iova\":\"\(hex(iova))\",\"pa\":\"\(output)\","
+                + "\"size\":\"\(hex(size))\",\"prot\":\"\(permissions)\""
+        case let .unmapped(domain, iova, size):
+            return "\"kind\":\"iommu\",\"op\":\"unmap\",\"domain\":\(domain.rawValue),\"iova\":\"\(hex(iova))\",\"size\":\"\(hex(size))\""
+        case let .iotlbInvalidated(domain, iova, size):
+            return "\"kind\":\"iotlbi\",\"domain\":\(domain.rawValue),\"iova\":\"\(hex(iova))\",\"size\":\"\(hex(size))\""
+        case let .fault(e):
+            var o = "\"kind\":\"iommu-fault\",\"event\":\"\(e.id)\",\"sid\":\(e.stream.rawValue),\"iova\":\"\(hex(e.iova))\","
+            o += "\"access\":\"\(e.access)\",\"size\":\(e.size)"
+            if let d = e.domain { o += ",\"domain\":\(d.rawValue)" }
+            if let own = e.ownership {
+                if let page = own.page { o += ",\"pa\":\"\(page)\"" }
+                if let owner = own.owner { o += ",\"owner\":\(jsonString("\(owner)"))" }
+                if let h = own.host { o += ",\"host\":\"\(h)\"" }
+                if let y = own.hyp { o += ",\"hyp\":\"\(y)\"" }
+                if let g = own.guest { o += ",\"guest\":\"\(g)\"" }
+            }
+            let (d0, d1, d2, d3) = e.dwords
+            o += ",\"record\":[\"\(hex(d0))\",\"\(hex(d1))\",\"\(hex(d2))\",\"\(hex(d3))\"]"
+            return o
+        }
+    }
+
     static func encode(_ event: TraceEvent, time: UInt64) -> String {
         var o = "{\"t\":\(time),"
         switch event {
@@ -119,6 +153,11 @@ public final class EventTrace: Sendable {
             o += "\"kind\":\"power\",\"vcpu\":\(vcpu),\"event\":\"\(event)\""
         case let .warning(message):
             o += "\"kind\":\"warning\",\"message\":\(jsonString(message))"
+        case let .iommu(note):
+            o += encodeIOMMU(note)
+        case let .dma(device, stream, iova, bytes, result):
+            o += "\"kind\":\"dma\",\"device\":\(jsonString(device)),\"sid\":\(stream),\"iova\":\"\(hex(iova))\","
+            o += "\"bytes\":\(bytes),\"result\":\(jsonString(result))"
         }
         return o + "}"
     }

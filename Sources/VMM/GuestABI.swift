@@ -18,6 +18,16 @@ public enum GuestABI {
     public static let payloadStagingEnd: UInt64 = 0x100_0000
     public static let payloadWindowStart: UInt64 = 0x100_0000
     public static let consoleMMIO: UInt64 = 0xD000_0000
+    /// The virtio-style block device's registers (one page).
+    public static let blockMMIO: UInt64 = 0xD000_1000
+    /// The DMA engine assigned to the guest (one page).
+    public static let dmaMMIO: UInt64 = 0xD000_2000
+
+    /// Byte `offset` of the block device's synthetic disk (GuestImages/include/pvm_abi.h has
+    /// the same formula).
+    @inline(__always) public static func blockByte(_ offset: UInt64) -> UInt8 {
+        UInt8(truncatingIfNeeded: (offset >> 9) &* 31 &+ offset &* 7 &+ 0x5A)
+    }
 
     /// Guest RAM bounds for `--memory`.
     public static let minimumMemory: UInt64 = 32 << 20

@@ -87,16 +87,30 @@ extension Machine {
                 return true
             }
         }
-        if address >= GuestABI.consoleMMIO, address < GuestABI.consoleMMIO + pageSize {
+        let devicePage = address & ~(pageSize - 1)
+        let isDevice = devicePage == GuestABI.consoleMMIO
+            || (devicePage == GuestABI.blockMMIO && blockDevice != nil)
+            || (devicePage == GuestABI.dmaMMIO && guestDMA != nil)
+        if isDevice {
             let allowed = !configuration.isProtected || guestPages.withLock {
-                !$0.guardEnrolled || $0.guardMapped.contains(GuestABI.consoleMMIO >> pageShift)
+                !$0.guardEnrolled || $0.guardMapped.contains(devicePage >> pageShift)
             }
             guard allowed else {
                 return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,
                                           reason: "MMIO access the MMIO guard does not allow (not MMIO_GUARD_MAPped)")
             }
-            if isWrite { consoleWrite(offset: address - GuestABI.consoleMMIO, value: data, length: length) }
-            else { vcpus[index].completeMMIORead(0) }
+            let offset = address - devicePage
+            switch devicePage {
+            case GuestABI.consoleMMIO:
+                if isWrite { consoleWrite(offset: offset, value: data, length: length) }
+                else { vcpus[index].completeMMIORead(0) }
+            case GuestABI.blockMMIO:
+                if isWrite { blockDevice!.write(offset: offset, value: data) }
+                else { vcpus[index].completeMMIORead(blockDevice!.read(offset: offset)) }
+            default:
+                if isWrite { guestDMAWrite(offset: offset, value: data) }
+                else { vcpus[index].completeMMIORead(guestDMARead(offset: offset)) }
+            }
             return true
         }
         return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,

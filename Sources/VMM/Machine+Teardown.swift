@@ -25,6 +25,7 @@ extension Machine {
     /// checks that every page the guest held privately reads as zero from the host and that
     /// EL2's invariants hold. Call after `run()` returned.
     public func teardown() throws(VMMError) -> TeardownReport {
+        blockDevice?.stop()  // a device reset: no transfer outlives the guest
         var report = TeardownReport()
         let (given, relinquished) = guestPages.withLock { (Array($0.given).sorted(), Array($0.relinquished).sorted()) }
         var privatePages = relinquished

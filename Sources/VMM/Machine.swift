@@ -41,6 +41,14 @@ public final class Machine: @unchecked Sendable {
     let firmwareEntry: UInt64
     let trace: EventTrace?
     let start = monotonicNanoseconds()
+    /// The host's DMA engine (stream 1, in the host's SMMU domain), when there is an SMMU.
+    public private(set) var hostDMA: DMAEngine?
+    /// The DMA engine assigned to the guest (stream 3; its registers at GuestABI.dmaMMIO).
+    public private(set) var guestDMA: DMAEngine?
+    /// The virtio-style block device (stream 2; registers at GuestABI.blockMMIO).
+    private(set) var blockDevice: BlockDevice?
+    /// The guest DMA engine's registers: SRC, DST, LEN, FILL, STATUS, DONE.
+    let guestDMARegisters = Mutex<[UInt64]>([0, 0, 0, 0, 0, 0])
     /// Capstone for x86-64, opened once: decodes faulting instructions.
     let disassembler = try? Disassembler(.x86_64)
 
@@ -107,7 +115,7 @@ public final class Machine: @unchecked Sendable {
                                     trace: configuration.trace)
             let memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(ramBase), size: physicalSize)],
                                             backing: el2View.buffer, owner: file, clearPage: AnonymousMemory.clearPage)
-            hypervisor = try Hypervisor(memory: memory, ipaBits: 40, sink: mirror)
+            hypervisor = try Hypervisor(memory: memory, ipaBits: 40, iommu: configuration.iommuMode, sink: mirror)
             hostPool = HostPagePool(PhysAddr(ramBase + guestSize).pfn ..< hypervisor.carveout.lowerBound)
             accessor = HostAccessor(hypervisor: hypervisor, hostView: hostView, ramBase: ramBase, guestSize: guestSize,
                                     trace: configuration.trace)
@@ -149,9 +157,41 @@ public final class Machine: @unchecked Sendable {
                                   threads: Array(repeating: nil, count: configuration.vcpus)))
         VCPUKick.install()
 
+        try attachDevices()
         try topUpMemcache()
         try load(firmware: firmware)
         try checkMirror()
+    }
+
+    // MARK: Devices
+
+    /// Stream IDs of pvm's DMA masters.
+    public static let hostDMAStream = StreamID(1)
+    public static let guestDMAStream = StreamID(3)
+    /// The host driver's paging domain in `IOMMUMode.refcount`.
+    public static let hostPagingDomain = IOMMUDomainID(1)
+
+    /// Configures the SMMU as the host would at boot: the host's DMA engine and the block device
+    /// in the host's domain (the identity domain, or a paging domain in refcount mode), the
+    /// guest's DMA engine assigned to the guest.
+    private func attachDevices() throws(VMMError) {
+        guard let mode = configuration.iommuMode else { return }
+        do throws(HypError) {
+            let domain: IOMMUDomainID
+            if mode == .refcount {
+                try hypervisor.iommuAllocDomain(Self.hostPagingDomain)
+                domain = Self.hostPagingDomain
+            } else {
+                domain = .identity
+            }
+            try hypervisor.iommuAttach(Self.hostDMAStream, domain: domain)
+            try hypervisor.iommuAttach(BlockDevice.stream, domain: domain)
+            try hypervisor.iommuAssign(Self.guestDMAStream, vm: handle)
+        } catch { throw .hypervisor(operation: "SMMU setup", error: error) }
+        hostDMA = DMAEngine(name: "host-dma", stream: Self.hostDMAStream, hypervisor: hypervisor, trace: trace)
+        guestDMA = DMAEngine(name: "guest-dma", stream: Self.guestDMAStream, hypervisor: hypervisor, trace: trace)
+        blockDevice = BlockDevice(hypervisor: hypervisor, ramBase: ramBase, guestSize: configuration.memory,
+                                  pagingDomain: mode == .refcount ? Self.hostPagingDomain : nil, trace: trace)
     }
 
     // MARK: Loading

@@ -1,3 +1,5 @@
+import EL2
+
 /// What `pvm boot` asks for: the machine's size, the guest's protection, and the images.
 public struct MachineConfiguration: Sendable {
     /// Guest RAM in bytes (GuestABI.minimumMemory ... maximumMemory, 2 MiB multiple).
@@ -17,6 +19,9 @@ public struct MachineConfiguration: Sendable {
     /// Flip one byte of the staged payload after its digest is computed, to watch the firmware
     /// refuse it.
     public var tamperPayload = false
+    /// How EL2's SMMU keeps device DMA consistent with ownership (docs/iommu.md); nil for a
+    /// machine without an SMMU and without DMA devices.
+    public var iommuMode: IOMMUMode? = .mirror
     /// Where to record every hypercall, transition and fault (JSON Lines), if anywhere.
     public var trace: EventTrace?
     /// Receives what the guest prints on its console.

@@ -90,6 +90,10 @@ final class StageTwoMirror: EL2EventSink, @unchecked Sendable {
         trace?.record(.warning("EL2: " + message))
     }
 
+    func iommu(_ notification: IOMMUNotification) {
+        trace?.record(.iommu(notification))
+    }
+
     private func protect(_ view: SharedMemoryFile.View, start: UInt64, end: UInt64, _ access: SharedMemoryFile.Access) {
         do {
             try SharedMemoryFile.protect(view, start: Int(start), count: Int(end - start), access: access)

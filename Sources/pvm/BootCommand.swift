@@ -1,4 +1,5 @@
 import ArgumentParser
+import EL2
 import EmbeddedImages
 import KVM
 import ModelScript
@@ -47,10 +48,22 @@ struct BootCommand: ParsableCommand {
     @Flag(name: .long, help: "Flip a byte of the payload after its digest is computed: the firmware must refuse it.")
     var tamperPayload = false
 
+    @Option(name: .long, help: ArgumentHelp("SMMU design: mirror (the host's DMA domain follows its stage-2), refcount (DMA mappings block conversions) or none (no SMMU, no DMA devices).", valueName: "MODE"))
+    var iommuMode: String = "mirror"
+
     func validate() throws {
         _ = try memoryBytes()
         guard (1...64).contains(vcpus) else { throw ValidationError("--vcpus \(vcpus) is out of range: use 1 to 64") }
         guard NumberParser.unsigned(Substring(arg)) != nil else { throw ValidationError("--arg '\(arg)' is not a number") }
+        _ = try iommu()
+    }
+
+    private func iommu() throws -> IOMMUMode? {
+        if iommuMode == "none" { return nil }
+        guard let mode = IOMMUMode(rawValue: iommuMode) else {
+            throw ValidationError("--iommu-mode '\(iommuMode)' must be mirror, refcount or none")
+        }
+        return mode
     }
 
     private func memoryBytes() throws -> UInt64 {
@@ -78,6 +91,7 @@ struct BootCommand: ParsableCommand {
         configuration.isProtected = !nonProtected
         configuration.payloadArgument = NumberParser.unsigned(Substring(arg))!
         configuration.tamperPayload = tamperPayload
+        configuration.iommuMode = try iommu()
         configuration.console = { bytes in bytes.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) } }
         do {
             if let trace { configuration.trace = try EventTrace(path: trace) }

@@ -1,0 +1,170 @@
+import EL2
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A virtio-style block device with a host backend: the guest writes a request into MMIO
+/// registers (sector, guest-physical buffer, length) and the backend writes the data into the
+/// guest's shared bounce buffer by DMA through the host's SMMU domain, in chunks over time, on
+/// a thread of its own. A conversion of the buffer can therefore race the transfer, which is
+/// what docs/iommu.md's two designs answer differently:
+///
+/// - `IOMMUMode.mirror`: the backend DMAs to the buffer's physical address in the identity
+///   domain. A guest MEM_UNSHARE succeeds at once and the next chunk faults: the request ends
+///   with status ERROR and no byte lands after the unshare.
+/// - `IOMMUMode.refcount`: the host driver maps the buffer into its paging domain before the
+///   transfer (taking DMA references) and unmaps it after. A MEM_UNSHARE meanwhile is refused.
+///
+/// The disk is synthetic and read-only: byte `o` is `GuestABI.blockByte(o)` (the guest computes
+/// the same formula to check what it received).
+///
+/// Registers (8 bytes each): SECTOR 0x00, ADDR 0x08 (guest-physical), LEN 0x10 (bytes, at most
+/// 64 KiB), CMD 0x18 (write 1: read from the disk), STATUS 0x20, DONE 0x28 (bytes landed),
+/// CHUNK 0x30 (bytes per DMA chunk, default 512), DELAY 0x38 (microseconds between chunks).
+final class BlockDevice: @unchecked Sendable {
+    static let stream = StreamID(2)
+    /// Disk size: 1 MiB.
+    static let diskBytes: UInt64 = 1 << 20
+    static let maxRequest: UInt64 = 64 << 10
+
+    enum Status: UInt64 {
+        case idle = 0, busy = 1, done = 2, error = 3, rejected = 4
+    }
+
+    struct Registers {
+        var sector: UInt64 = 0
+        var address: UInt64 = 0
+        var length: UInt64 = 0
+        var chunk: UInt64 = 512
+        var delay: UInt64 = 0
+        var status = Status.idle
+        var done: UInt64 = 0
+        var thread: pthread_t?
+    }
+
+    let registers = Mutex(Registers())
+    private let cancelled = Atomic<Bool>(false)
+    let engine: DMAEngine
+    let hypervisor: Hypervisor
+    let ramBase: UInt64
+    let guestSize: UInt64
+    /// The host's paging domain in refcount mode (the driver maps buffers there).
+    let pagingDomain: IOMMUDomainID?
+    let trace: EventTrace?
+
+    init(hypervisor: Hypervisor, ramBase: UInt64, guestSize: UInt64, pagingDomain: IOMMUDomainID?, trace: EventTrace?) {
+        self.hypervisor = hypervisor
+        self.ramBase = ramBase
+        self.guestSize = guestSize
+        self.pagingDomain = pagingDomain
+        self.trace = trace
+        engine = DMAEngine(name: "virtio-blk", stream: Self.stream, hypervisor: hypervisor, trace: trace)
+    }
+
+    func read(offset: UInt64) -> UInt64 {
+        registers.withLock { r in
+            switch offset {
+            case 0x00: r.sector
+            case 0x08: r.address
+            case 0x10: r.length
+            case 0x20: r.status.rawValue
+            case 0x28: r.done
+            case 0x30: r.chunk
+            case 0x38: r.delay
+            default: 0
+            }
+        }
+    }
+
+    func write(offset: UInt64, value: UInt64) {
+        var start = false
+        registers.withLock { r in
+            guard r.status != .busy else { return }  // registers are frozen during a transfer
+            switch offset {
+            case 0x00: r.sector = value
+            case 0x08: r.address = value
+            case 0x10: r.length = value
+            case 0x18 where value == 1: start = true
+            case 0x30: r.chunk = min(max(value, 1), UInt64(DMAEngine.maxChunk))
+            case 0x38: r.delay = min(value, 100_000)
+            default: break
+            }
+        }
+        if start { submit() }
+    }
+
+    private func submit() {
+        let request = registers.withLock { r -> (UInt64, UInt64, UInt64, Int, UInt64)? in
+            if let t = r.thread { pthread_join(t, nil); r.thread = nil }
+            let (sector, address, length) = (r.sector, r.address, r.length)
+            guard length > 0, length <= Self.maxRequest, sector < Self.diskBytes / 512,
+                  sector * 512 + length <= Self.diskBytes, address < guestSize, length <= guestSize - address
+            else {
+                r.status = .rejected
+                return nil
+            }
+            r.status = .busy
+            r.done = 0
+            return (sector, address, length, Int(r.chunk), r.delay)
+        }
+        guard let (sector, address, length, chunk, delay) = request else { return }
+        let box = Unmanaged.passRetained(ThreadBody { [self] in
+            transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
+        })
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+        if rc != 0 {
+            box.release()
+            registers.withLock { $0.status = .rejected }
+            return
+        }
+        registers.withLock { $0.thread = thread }
+    }
+
+    /// The backend: map (refcount mode), DMA chunk by chunk, unmap.
+    private func transfer(sector: UInt64, address: UInt64, length: UInt64, chunk: Int, delay: UInt64) {
+        // The host knows which physical page backs each guest page it gave or shares: the
+        // memslot maps IPA x to ramBase + x.
+        let pa = ramBase + address
+        let firstPage = pa & ~(pageSize - 1)
+        let pages = (pa + length - firstPage + pageSize - 1) >> pageShift
+        if let domain = pagingDomain {
+            do throws(HypError) {
+                try hypervisor.iommuMap(domain: domain, iova: firstPage, pfn: PhysAddr(firstPage).pfn, pages: pages, prot: .rw)
+            } catch {
+                trace?.record(.dma(device: engine.name, stream: Self.stream.rawValue, iova: pa, bytes: 0,
+                                   result: "map refused: \(error)"))
+                registers.withLock { $0.status = .rejected }
+                return
+            }
+        }
+        let base = sector * 512
+        let outcome = engine.store(at: pa, count: Int(length), chunk: chunk, produce: { offset, piece in
+            for i in 0 ..< piece.count { piece[i] = GuestABI.blockByte(base + UInt64(offset + i)) }
+        }, between: { [self] done in
+            registers.withLock { $0.done = UInt64(done) }
+            if delay > 0 { usleep(UInt32(delay)) }
+            return !cancelled.load(ordering: .relaxed)
+        })
+        if let domain = pagingDomain {
+            _ = try? hypervisor.iommuUnmap(domain: domain, iova: firstPage, pages: pages)
+        }
+        registers.withLock { r in
+            r.done = UInt64(outcome.bytes)
+            r.status = outcome.fault == nil && outcome.bytes == Int(length) ? .done : .error
+        }
+    }
+
+    /// Abandons a transfer in flight and waits for the backend thread (teardown).
+    func stop() {
+        cancelled.store(true, ordering: .relaxed)
+        let thread = registers.withLock { r -> pthread_t? in defer { r.thread = nil }; return r.thread }
+        if let thread { pthread_join(thread, nil) }
+    }
+}
