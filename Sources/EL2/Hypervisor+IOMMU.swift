@@ -324,7 +324,7 @@ extension Hypervisor {
         sink?.iommu(.unmapped(domain.id, iova: iova, size: end - iova))
         domain.table.apply(.clear, start: iova, end: end)  // TLBI + CMD_SYNC through the IOTLB hook
         for pa in outputs { meta(pa).pointee.refcount -= 1 }
-        drainTables(smmu, domain.table)
+        drainTables(smmu, domain.table, keeping: Self.pagingTableReserve)
         return UInt64(outputs.count)
     }
 
@@ -337,9 +337,13 @@ extension Hypervisor {
         for _ in 0..<needed { table.addFreeTable(smmu.pool.pop(memory: memory)!) }
     }
 
-    /// Returns a paging domain's unused table pages to the SMMU pool.
-    private func drainTables(_ smmu: SMMU, _ table: Stage2PageTable) {
-        while let page = table.takeFreeTable() {
+    /// Free table pages a paging domain keeps after an unmap, so that a map / unmap cycle of one
+    /// page (a driver's dma_map / dma_unmap) does not zero and move tables every time.
+    static let pagingTableReserve = 4
+
+    /// Returns a paging domain's unused table pages beyond `keeping` to the SMMU pool.
+    private func drainTables(_ smmu: SMMU, _ table: Stage2PageTable, keeping: Int = 0) {
+        while table.freeTables.count > keeping, let page = table.takeFreeTable() {
             vmemmap.pointer(memory.pageIndex(page)!).pointee.use = .iommuPoolFree
             smmu.pool.push(page, memory: memory)
         }

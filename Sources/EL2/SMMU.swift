@@ -22,7 +22,7 @@ public final class SMMU: @unchecked Sendable {
     public static let streamIDBits = 8
     /// Stream table entries (a linear table, STRTAB_BASE_CFG.FMT = 0).
     public static let streamCount = 1 << streamIDBits
-    /// Event queue records kept before the oldest is dropped (EVTQ LOG2SIZE = 8).
+    /// Event queue records kept; later ones are lost until the queue is drained (EVTQ LOG2SIZE = 8).
     public static let eventQueueCapacity = 256
     /// STRTAB_BASE: the first page of the stream table.
     public let streamTable: PhysAddr
@@ -87,16 +87,16 @@ public final class SMMU: @unchecked Sendable {
         }
     }
 
-    /// Appends a record to the event queue (dropping the oldest and setting the overflow flag
-    /// when full, as EVTQ_PROD.OVFLG reports).
+    /// Appends a record to the event queue. A full queue keeps what it holds and loses the new
+    /// record, setting the overflow flag, as an SMMUv3 toggles EVTQ_PROD.OVFLG.
     func record(_ event: IOMMUEvent) {
         events.withLock { q in
-            if q.records.count == Self.eventQueueCapacity {
-                q.records.removeFirst()
+            q.total += 1
+            guard q.records.count < Self.eventQueueCapacity else {
                 q.overflowed = true
+                return
             }
             q.records.append(event)
-            q.total += 1
         }
     }
 }

@@ -107,7 +107,7 @@ extension ModelOperation {
         .init(name: "iommu_events", synopsis: "", summary: "drain the SMMU event queue, oldest first",
               arity: 0...0) { a throws(ModelLineError) in
             let (records, overflowed) = a.session.hypervisor.iommuEvents(drain: true)
-            return "\(records.count) events" + (overflowed ? " (queue overflowed: older records lost)" : "")
+            return "\(records.count) events" + (overflowed ? " (queue overflowed: later records lost)" : "")
                 + (records.isEmpty ? "" : "\n" + records.map { "  \($0)" }.joined(separator: "\n"))
         },
         .init(name: "iommu_log", synopsis: "", summary: "SMMU attaches, maps, unmaps, IOTLB invalidations since the last iommu_log",

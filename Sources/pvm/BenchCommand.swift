@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure pvm against baselines run in the same process.",
-        subcommands: [BenchModelCommand.self, BenchHypercallCommand.self]
+        subcommands: [BenchModelCommand.self, BenchHypercallCommand.self, BenchIOMMUCommand.self]
     )
 }
 
@@ -116,16 +116,16 @@ struct BenchModelCommand: ParsableCommand {
 
 /// A bench machine: RAM at 0x8000_0000 with EL2 over it, and a simple host page allocator
 /// (RAM pages counted down from the carveout).
-private final class BenchMachine {
+final class BenchMachine {
     let memory: AnonymousMemory
     let hyp: Hypervisor
     private var nextFree: UInt64
 
-    init(bytes: UInt64) throws {
+    init(bytes: UInt64, iommu: IOMMUMode? = nil) throws {
         memory = try AnonymousMemory(size: Int(bytes))
         let pm = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(0x8000_0000), size: bytes)],
                                     backing: memory.buffer, owner: memory, clearPage: AnonymousMemory.clearPage)
-        hyp = try Hypervisor(memory: pm, ipaBits: 40)
+        hyp = try Hypervisor(memory: pm, ipaBits: 40, iommu: iommu)
         nextFree = hyp.carveout.lowerBound.rawValue
     }
 
@@ -145,7 +145,7 @@ private final class BenchMachine {
 }
 
 /// Seconds `body` takes on the monotonic clock.
-private func measure(_ body: () throws -> Void) rethrows -> Double {
+func measure(_ body: () throws -> Void) rethrows -> Double {
     var a = timespec(), b = timespec()
     clock_gettime(CLOCK_MONOTONIC, &a)
     try body()

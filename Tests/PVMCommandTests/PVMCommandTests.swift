@@ -50,6 +50,28 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         #expect(r.err.contains("cannot read script '/nonexistent/script.pvm'"))
     }
 
+    @Test func benchIOMMUPrintsFiguresNextToBaselines() throws {
+        let r = try pvm(["bench", "iommu", "--translations", "20000", "--conversions", "2000", "--repeats", "1"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("warm IOTLB (64 pages, all hits):"))
+        #expect(r.out.contains("baseline, bare stage-2 walk"))
+        #expect(r.out.contains("baseline, no SMMU:"))
+        #expect(r.out.contains("  mirror: ") && r.out.contains("  refcount: "))
+    }
+
+    @Test func dmaGuestPassesInBothDesigns() throws {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else { return print("skipping: needs /dev/kvm") }
+        for mode in ["mirror", "refcount"] {
+            let r = try pvm(["boot", "dma", "--iommu-mode", mode])
+            #expect(r.status == 0, "\(r.err)")
+            #expect(r.out.contains("dma: design: \(mode)"))
+            #expect(r.out.contains("checks, 0 failed"))
+        }
+        let none = try pvm(["boot", "dma", "--iommu-mode", "none"])
+        #expect(none.status == 1, "without an SMMU the block device's MMIO page is unassigned")
+        #expect(none.err.contains("unassigned guest-physical address"))
+    }
+
     @Test(arguments: [
         (["model", "--memory", "lots"], "--memory 'lots' is not a size"),
         (["model", "--memory", "1M"], "out of range"),
@@ -57,6 +79,8 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         (["model", "--ipa-bits", "52"], "--ipa-bits 52 is not supported"),
         (["model", "--ram-base", "0x1234"], "2 MiB aligned"),
         (["model", "--ipa-bits", "32", "--memory", "4G"], "does not fit"),
+        (["model", "--iommu-mode", "pinned"], "--iommu-mode 'pinned' must be mirror, refcount or none"),
+        (["bench", "iommu", "--translations", "0"], "--translations must be"),
         (["frobnicate"], "Unexpected argument"),
     ])
     func badFlagsGetAClearError(arguments: [String], message: String) throws {
@@ -116,6 +140,7 @@ struct BootCommandTests {
         (["boot", "--memory", "31M"], 64, "multiple of 2M between 32M and 3G"),
         (["boot", "--vcpus", "0"], 64, "--vcpus 0 is out of range"),
         (["boot", "--arg", "x"], 64, "--arg 'x' is not a number"),
+        (["boot", "--iommu-mode", "pinned"], 64, "--iommu-mode 'pinned' must be mirror, refcount or none"),
         (["boot", "--trace", "/nonexistent/dir/t.jsonl"], 2, "open trace file"),
     ] as [([String], Int32, String)])
     func badInputGetsAClearErrorAndStatus(arguments: [String], status: Int32, message: String) throws {
