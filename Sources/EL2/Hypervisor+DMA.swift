@@ -52,7 +52,9 @@ extension Hypervisor {
             throw IOMMUEventError(event: IOMMUEvent(id: .badStreamID, stream: stream, iova: iova, access: access,
                                                     size: size, domain: nil, ownership: nil))
         }
-        if smmu.iotlb.withCachedTranslation(stream, iova, access, body) { return }
+        // The IOTLB tag has room for IOVAs below the IPA limit only; larger ones take the slow
+        // path, which reports F_ADDR_SIZE.
+        if iova < geometry.limit, smmu.iotlb.withCachedTranslation(stream, iova, access, body) { return }
         try translateSlow(smmu, stream, iova, size, access, body)
     }
 

@@ -133,23 +133,21 @@ extension Hypervisor {
     public func iommuAssign(_ stream: StreamID, vm handle: VMHandle) throws(HypError) {
         let smmu = try requireSMMU()
         guard Int(stream.rawValue) < SMMU.streamCount else { throw .EINVAL }
-        let vm = try vmTableLock.withLock { _ throws(HypError) -> GuestVM in
+        // The VM-table lock is held throughout, so start-teardown (which marks the VM dying
+        // under it, then detaches its streams) cannot slip between the check and the attach.
+        try vmTableLock.withLock { _ throws(HypError) in
             guard let vm = lookupLocked(handle), !vm.isDying else { throw .EINVAL }
-            return vm
-        }
-        try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                if vm.isFinalized { throw .EINVAL }
-                let id = IOMMUDomainID(rawValue: IOMMUDomainID.firstGuest | vm.vmid.rawValue)
-                let domain: IOMMUDomain
-                if let d = smmu.domains[id] {
-                    domain = d
-                } else {
-                    domain = IOMMUDomain(id: id, kind: .guest(vm.handle), table: vm.stage2, vm: vm)
-                    vm.lock.withLock { _ in vm.stage2.attachIOTLB(smmu.iotlb, domain: id) }
+            try hostLock.withLock { _ throws(HypError) in
+                try smmu.configLock.withLock { _ throws(HypError) in
+                    let id = IOMMUDomainID(rawValue: IOMMUDomainID.firstGuest | vm.vmid.rawValue)
+                    let existing = smmu.domains[id]
+                    let domain = existing ?? IOMMUDomain(id: id, kind: .guest(vm.handle), table: vm.stage2, vm: vm)
+                    try attachLocked(smmu, stream, domain)
+                    if existing == nil {
+                        vm.lock.withLock { _ in vm.stage2.attachIOTLB(smmu.iotlb, domain: id) }
+                        smmu.domains[id] = domain
+                    }
                 }
-                try attachLocked(smmu, stream, domain)
-                smmu.domains[id] = domain
             }
         }
     }
@@ -317,8 +315,11 @@ extension Hypervisor {
         var outputs: [PhysAddr] = []
         var a = iova
         while a < end {
-            if let t = domain.table.translate(IPA(a)) { outputs.append(t.output) }
-            a += pageSize
+            // Paging domains map pages only; an empty entry above level 3 skips its whole span.
+            let (d, level) = domain.table.leaf(at: IPA(a))
+            if d.isLeaf(level: level) { outputs.append(d.outputAddress(level: level)) }
+            let span = Stage2Geometry.blockSize(level: level)
+            a = (a & ~(span - 1)) + span
         }
         guard !outputs.isEmpty else { return 0 }
         sink?.iommu(.unmapped(domain.id, iova: iova, size: end - iova))

@@ -67,7 +67,6 @@ extension Hypervisor {
             switch d.pageState {
             case .owned:
                 if host != .noPage { sink?.warning("reclaim: guest OWNED page \(phys) has host state \(host)") }
-                memory.zeroPage(phys)
             case .sharedOwned:
                 if host != .sharedBorrowed {
                     sink?.warning("reclaim: guest SHARED_OWNED page \(phys) has host state \(host)")
@@ -75,7 +74,10 @@ extension Hypervisor {
             default:
                 throw .EPERM
             }
+            // Unmap (invalidating TLBs and the IOTLB of an assigned device) before zeroing, so
+            // no CPU or device write can land between the zeroing and the hand-over.
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
+            if d.pageState == .owned { memory.zeroPage(phys) }
             setHostOwner(phys, pages: 1, .host)
         }
     }

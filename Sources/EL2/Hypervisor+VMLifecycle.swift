@@ -90,13 +90,14 @@ extension Hypervisor {
     /// `__pkvm_start_teardown_vm`: marks a VM dying. -ENOENT if there is no such VM, -EBUSY while
     /// it has references (loaded vCPUs), -EINVAL if already dying.
     public func startTeardown(vm handle: VMHandle) throws(HypError) {
-        try vmTableLock.withLock { _ throws(HypError) in
+        let vm = try vmTableLock.withLock { _ throws(HypError) -> GuestVM in
             guard let vm = lookupLocked(handle) else { throw .ENOENT }
             if vm.references != 0 { throw .EBUSY }
             if vm.isDying { throw .EINVAL }
             vm.isDying = true
+            return vm
         }
-        if smmu != nil, let vm = vm(handle) { hostLock.withLock { _ in detachAssignedStreamsLocked(vm) } }
+        if smmu != nil { hostLock.withLock { _ in detachAssignedStreamsLocked(vm) } }
     }
 
     /// `__pkvm_reclaim_dying_guest_page`: `hostReclaimPageGuest` for a dying VM; -EINVAL if the

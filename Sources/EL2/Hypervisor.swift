@@ -105,7 +105,7 @@ public final class Hypervisor: @unchecked Sendable {
         let pgdStart = (lastEndPFN - UInt64(pgdPages)) / pgdAlign * pgdAlign
         let wanted = UInt64(poolPages + iommuPages)
         let carveStart = pgdStart >= wanted ? (pgdStart - wanted) / pgdAlign * pgdAlign : 0
-        guard carveStart >= last.base.pfn.rawValue, pgdStart + UInt64(pgdPages) <= lastEndPFN else {
+        guard pgdStart >= wanted, carveStart >= last.base.pfn.rawValue, pgdStart + UInt64(pgdPages) <= lastEndPFN else {
             throw .tooLittleRAM(pagesNeeded: poolPages + iommuPages + 2 * pgdPages, pagesPresent: Int(last.pageCount))
         }
         self.carveout = PFN(carveStart)..<PFN(lastEndPFN)

@@ -80,41 +80,43 @@ final class BlockDevice: @unchecked Sendable {
     }
 
     func write(offset: UInt64, value: UInt64) {
-        var start = false
-        registers.withLock { r in
-            guard r.status != .busy else { return }  // registers are frozen during a transfer
+        // A command is accepted, and the device marked busy, in one critical section: two
+        // vCPUs writing CMD at once start one transfer, not two.
+        let request = registers.withLock { r -> (UInt64, UInt64, UInt64, Int, UInt64, pthread_t?)? in
+            guard r.status != .busy else { return nil }  // registers are frozen during a transfer
             switch offset {
             case 0x00: r.sector = value
             case 0x08: r.address = value
             case 0x10: r.length = value
-            case 0x18 where value == 1: start = true
+            case 0x18 where value == 1:
+                let (sector, address, length) = (r.sector, r.address, r.length)
+                guard length > 0, length <= Self.maxRequest, sector < Self.diskBytes / 512,
+                      sector * 512 + length <= Self.diskBytes, address < guestSize, length <= guestSize - address
+                else {
+                    r.status = .rejected
+                    return nil
+                }
+                r.status = .busy
+                r.done = 0
+                let previous = r.thread
+                r.thread = nil
+                return (sector, address, length, Int(r.chunk), r.delay, previous)
             case 0x30: r.chunk = min(max(value, 1), UInt64(DMAEngine.maxChunk))
             case 0x38: r.delay = min(value, 100_000)
             default: break
             }
+            return nil
         }
-        if start { submit() }
-    }
-
-    private func submit() {
-        let request = registers.withLock { r -> (UInt64, UInt64, UInt64, Int, UInt64)? in
-            if let t = r.thread { pthread_join(t, nil); r.thread = nil }
-            let (sector, address, length) = (r.sector, r.address, r.length)
-            guard length > 0, length <= Self.maxRequest, sector < Self.diskBytes / 512,
-                  sector * 512 + length <= Self.diskBytes, address < guestSize, length <= guestSize - address
-            else {
-                r.status = .rejected
-                return nil
-            }
-            r.status = .busy
-            r.done = 0
-            return (sector, address, length, Int(r.chunk), r.delay)
-        }
-        guard let (sector, address, length, chunk, delay) = request else { return }
+        guard let (sector, address, length, chunk, delay, previous) = request else { return }
+        // The previous transfer has finished (the device was not busy); reap its thread
+        // outside the lock.
+        if let previous { pthread_join(previous, nil) }
         let box = Unmanaged.passRetained(ThreadBody { [self] in
             transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
         })
         var thread = pthread_t()
+        // Only this path creates threads, and only while the device is busy, so at most one
+        // backend thread exists at a time.
         let rc = pthread_create(&thread, nil, { raw in
             Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
             return nil
