@@ -84,7 +84,7 @@ extension Hypervisor {
             }
 
             // The IOTLB: every cached translation must still be what the table says.
-            for (id, stream) in smmu.iotlb.cachedConfigurations().map({ ($0.1, $0.0) }) {
+            for (stream, id) in smmu.iotlb.cachedConfigurations() {
                 let ste = smmu.readSTE(stream, memory: memory)
                 if !ste.isValid || ste.s2vmid != id { c.add("configuration cache holds \(stream) → \(id) but the STE is \(ste)") }
             }
