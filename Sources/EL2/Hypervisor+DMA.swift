@@ -69,20 +69,14 @@ extension Hypervisor {
             return IOMMUEventError(event: event)
         }
         guard Int(stream.rawValue) < SMMU.streamCount else { throw fault(.badStreamID, nil, nil) }
-        try hostLock.withLock { _ throws(IOMMUEventError) in
-            try smmu.configLock.withLock { _ throws(IOMMUEventError) in
-                let ste = smmu.readSTE(stream, memory: memory)
-                let vtcr = geometry.vtcr(physBits: geometry.ipaBits) & StreamTableEntry.vtcrMask
-                guard ste.isValid, ste.config == .stage2, ste.vtcr == vtcr,
-                      let domain = smmu.domains[ste.s2vmid], domain.table.root == ste.s2ttb
-                else { throw fault(.badSTE, nil, nil) }
-                if let vm = domain.vm {
-                    try vm.lock.withLock { _ throws(IOMMUEventError) in
-                        try walkAndFill(smmu, stream, domain, iova, access, fault, body)
-                    }
-                } else {
-                    try walkAndFill(smmu, stream, domain, iova, access, fault, body)
-                }
+        try withHostAndSMMULocks(smmu) { () throws(IOMMUEventError) in
+            let ste = smmu.readSTE(stream, memory: memory)
+            let vtcr = geometry.vtcr(physBits: geometry.ipaBits) & StreamTableEntry.vtcrMask
+            guard ste.isValid, ste.config == .stage2, ste.vtcr == vtcr,
+                  let domain = smmu.domains[ste.s2vmid], domain.table.root == ste.s2ttb
+            else { throw fault(.badSTE, nil, nil) }
+            try withDomainTable(domain) { () throws(IOMMUEventError) in
+                try walkAndFill(smmu, stream, domain, iova, access, fault, body)
             }
         }
     }
@@ -161,13 +155,10 @@ extension Hypervisor {
     /// there is no such domain.
     public func dumpIOMMUDomain(_ id: IOMMUDomainID, limit: Int = 0) throws(HypError) -> String {
         let smmu = try requireSMMU()
-        return try hostLock.withLock { _ throws(HypError) -> String in
-            try smmu.configLock.withLock { _ throws(HypError) -> String in
-                guard let domain = smmu.domains[id] else { throw .EINVAL }
-                let header = "\(domain.id) (\(domain.kind)) streams=\(domain.streams.sorted().map { String($0.rawValue) })"
-                if let vm = domain.vm { return header + "\n" + vm.lock.withLock { _ in vm.stage2.dump(limit: limit) } }
-                return header + "\n" + domain.table.dump(limit: limit)
-            }
+        return try withHostAndSMMULocks(smmu) { () throws(HypError) -> String in
+            guard let domain = smmu.domains[id] else { throw .EINVAL }
+            let header = "\(domain.id) (\(domain.kind)) streams=\(domain.streams.sorted().map { String($0.rawValue) })"
+            return header + "\n" + withDomainTable(domain) { domain.table.dump(limit: limit) }
         }
     }
 
@@ -176,19 +167,16 @@ extension Hypervisor {
     public func iommuMappings(_ id: IOMMUDomainID) throws(HypError)
         -> [(iova: UInt64, output: PhysAddr, size: UInt64, permissions: Stage2Permissions)] {
         let smmu = try requireSMMU()
-        return try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                guard let domain = smmu.domains[id] else { throw .EINVAL }
-                var out: [(iova: UInt64, output: PhysAddr, size: UInt64, permissions: Stage2Permissions)] = []
-                func collect() {
-                    domain.table.forEachEntry { e in
-                        guard e.descriptor.isLeaf(level: e.level) else { return }
-                        out.append((e.ipa, e.descriptor.outputAddress(level: e.level), e.size, e.descriptor.permissions))
-                    }
+        return try withHostAndSMMULocks(smmu) { () throws(HypError) in
+            guard let domain = smmu.domains[id] else { throw .EINVAL }
+            var out: [(iova: UInt64, output: PhysAddr, size: UInt64, permissions: Stage2Permissions)] = []
+            withDomainTable(domain) {
+                domain.table.forEachEntry { e in
+                    guard e.descriptor.isLeaf(level: e.level) else { return }
+                    out.append((e.ipa, e.descriptor.outputAddress(level: e.level), e.size, e.descriptor.permissions))
                 }
-                if let vm = domain.vm { vm.lock.withLock { _ in collect() } } else { collect() }
-                return out
             }
+            return out
         }
     }
 }

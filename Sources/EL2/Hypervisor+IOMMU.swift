@@ -118,11 +118,9 @@ extension Hypervisor {
     public func iommuAttach(_ stream: StreamID, domain id: IOMMUDomainID) throws(HypError) {
         let smmu = try requireSMMU()
         guard Int(stream.rawValue) < SMMU.streamCount else { throw .EINVAL }
-        try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                guard let domain = smmu.domains[id], domain.vm == nil else { throw .EINVAL }
-                try attachLocked(smmu, stream, domain)
-            }
+        try withHostAndSMMULocks(smmu) { () throws(HypError) in
+            guard let domain = smmu.domains[id], domain.vm == nil else { throw .EINVAL }
+            try attachLocked(smmu, stream, domain)
         }
     }
 
@@ -137,16 +135,14 @@ extension Hypervisor {
         // under it, then detaches its streams) cannot slip between the check and the attach.
         try vmTableLock.withLock { _ throws(HypError) in
             guard let vm = lookupLocked(handle), !vm.isDying else { throw .EINVAL }
-            try hostLock.withLock { _ throws(HypError) in
-                try smmu.configLock.withLock { _ throws(HypError) in
-                    let id = IOMMUDomainID(rawValue: IOMMUDomainID.firstGuest | vm.vmid.rawValue)
-                    let existing = smmu.domains[id]
-                    let domain = existing ?? IOMMUDomain(id: id, kind: .guest(vm.handle), table: vm.stage2, vm: vm)
-                    try attachLocked(smmu, stream, domain)
-                    if existing == nil {
-                        vm.lock.withLock { _ in vm.stage2.attachIOTLB(smmu.iotlb, domain: id) }
-                        smmu.domains[id] = domain
-                    }
+            try withHostAndSMMULocks(smmu) { () throws(HypError) in
+                let id = IOMMUDomainID.guest(vm.vmid)
+                let existing = smmu.domains[id]
+                let domain = existing ?? IOMMUDomain(id: id, kind: .guest(vm.handle), table: vm.stage2, vm: vm)
+                try attachLocked(smmu, stream, domain)
+                if existing == nil {
+                    vm.lock.withLock { _ in vm.stage2.attachIOTLB(smmu.iotlb, domain: id) }
+                    smmu.domains[id] = domain
                 }
             }
         }
@@ -168,12 +164,10 @@ extension Hypervisor {
     public func iommuDetach(_ stream: StreamID) throws(HypError) {
         let smmu = try requireSMMU()
         guard Int(stream.rawValue) < SMMU.streamCount else { throw .EINVAL }
-        try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                let ste = smmu.readSTE(stream, memory: memory)
-                guard ste.isValid, let domain = smmu.domains[ste.s2vmid] else { throw .EINVAL }
-                detachLocked(smmu, stream, domain)
-            }
+        try withHostAndSMMULocks(smmu) { () throws(HypError) in
+            let ste = smmu.readSTE(stream, memory: memory)
+            guard ste.isValid, let domain = smmu.domains[ste.s2vmid] else { throw .EINVAL }
+            detachLocked(smmu, stream, domain)
         }
     }
 
@@ -194,7 +188,7 @@ extension Hypervisor {
     func detachAssignedStreamsLocked(_ vm: GuestVM) {
         guard let smmu else { return }
         smmu.configLock.withLock { _ in
-            let id = IOMMUDomainID(rawValue: IOMMUDomainID.firstGuest | vm.vmid.rawValue)
+            let id = IOMMUDomainID.guest(vm.vmid)
             guard let domain = smmu.domains[id], domain.vm === vm else { return }
             for stream in domain.streams.sorted() { detachLocked(smmu, stream, domain) }
         }
@@ -226,22 +220,20 @@ extension Hypervisor {
     /// -ENODEV; -EINVAL if there is no such paging domain; -EBUSY while a stream is attached.
     public func iommuFreeDomain(_ id: IOMMUDomainID) throws(HypError) {
         let smmu = try requireSMMU()
-        try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
-                guard domain.streams.isEmpty else { throw .EBUSY }
-                var mapped: [(UInt64, UInt64)] = []
-                domain.table.forEachEntry { e in
-                    if e.descriptor.isLeaf(level: e.level) { mapped.append((e.ipa, e.size)) }
-                }
-                for (iova, size) in mapped { unmapPagingLocked(smmu, domain, iova: iova, end: iova + size) }
-                for page in domain.table.destroy() {
-                    vmemmap.pointer(memory.pageIndex(page)!).pointee.use = .iommuPoolFree
-                }
-                smmu.pgdSlots.append(domain.table.root)
-                drainTables(smmu, domain.table)
-                smmu.domains[id] = nil
+        try withHostAndSMMULocks(smmu) { () throws(HypError) in
+            guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
+            guard domain.streams.isEmpty else { throw .EBUSY }
+            var mapped: [(UInt64, UInt64)] = []
+            domain.table.forEachEntry { e in
+                if e.descriptor.isLeaf(level: e.level) { mapped.append((e.ipa, e.size)) }
             }
+            for (iova, size) in mapped { unmapPagingLocked(smmu, domain, iova: iova, end: iova + size) }
+            for page in domain.table.destroy() {
+                vmemmap.pointer(memory.pageIndex(page)!).pointee.use = .iommuPoolFree
+            }
+            smmu.pgdSlots.append(domain.table.root)
+            drainTables(smmu, domain.table)
+            smmu.domains[id] = nil
         }
     }
 
@@ -257,38 +249,34 @@ extension Hypervisor {
     public func iommuMap(domain id: IOMMUDomainID, iova: UInt64, pfn: PFN, pages: UInt64,
                          prot: Stage2Permissions) throws(HypError) {
         let smmu = try requireSMMU()
-        try hostLock.withLock { _ throws(HypError) in
-            try smmu.configLock.withLock { _ throws(HypError) in
-                guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
-                guard !prot.isEmpty, prot.isSubset(of: .rw) else { throw .EINVAL }
-                let end = iova &+ pages << pageShift
-                guard iova & (pageSize - 1) == 0, pages > 0, pages <= geometry.limit >> pageShift,
-                      end > iova, end <= geometry.limit else { throw .EINVAL }
-                guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
-                let pa = pfn.address
-                try checkRangeAllowedMemory(pa, pages: pages)
-                let first = memory.pageIndex(pa)!
-                for i in 0..<Int(pages) {
-                    let p = vmemmap[first + i]
-                    switch p.hostState {
-                    case .owned: break
-                    case .sharedOwned, .sharedBorrowed: if p.hypState != .noPage { throw .EPERM }
-                    default: throw .EPERM
-                    }
-                    if p.refcount == UInt16.max { throw .EBUSY }
+        try withHostAndSMMULocks(smmu) { () throws(HypError) in
+            guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
+            guard !prot.isEmpty, prot.isSubset(of: .rw) else { throw .EINVAL }
+            let end = try checkIOVARange(iova, pages: pages)
+            guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
+            let pa = pfn.address
+            try checkRangeAllowedMemory(pa, pages: pages)
+            let first = memory.pageIndex(pa)!
+            for i in 0..<Int(pages) {
+                let p = vmemmap[first + i]
+                switch p.hostState {
+                case .owned: break
+                case .sharedOwned, .sharedBorrowed: if p.hypState != .noPage { throw .EPERM }
+                default: throw .EPERM
                 }
-                var a = iova
-                while a < end {
-                    let (d, level) = domain.table.leaf(at: IPA(a))
-                    if !d.isZero && !d.isTable(level: level) { throw .EEXIST }
-                    a += pageSize
-                }
-                try topUpTables(smmu, domain.table, start: iova, end: end)
-                for i in 0..<Int(pages) { vmemmap.pointer(first + i).pointee.refcount += 1 }
-                domain.table.apply(.map(output: pa, permissions: prot, state: .owned, pagesOnly: true),
-                                   start: iova, end: end)
-                sink?.iommu(.mapped(id, iova: iova, output: pa, size: pages << pageShift, permissions: prot))
+                if p.refcount == UInt16.max { throw .EBUSY }
             }
+            var a = iova
+            while a < end {
+                let (d, level) = domain.table.leaf(at: IPA(a))
+                if !d.isZero && !d.isTable(level: level) { throw .EEXIST }
+                a += pageSize
+            }
+            try topUpTables(smmu, domain.table, start: iova, end: end)
+            for i in 0..<Int(pages) { vmemmap.pointer(first + i).pointee.refcount += 1 }
+            domain.table.apply(.map(output: pa, permissions: prot, state: .owned, pagesOnly: true),
+                               start: iova, end: end)
+            sink?.iommu(.mapped(id, iova: iova, output: pa, size: pages << pageShift, permissions: prot))
         }
     }
 
@@ -299,15 +287,20 @@ extension Hypervisor {
     @discardableResult
     public func iommuUnmap(domain id: IOMMUDomainID, iova: UInt64, pages: UInt64) throws(HypError) -> UInt64 {
         let smmu = try requireSMMU()
-        return try hostLock.withLock { _ throws(HypError) -> UInt64 in
-            try smmu.configLock.withLock { _ throws(HypError) -> UInt64 in
-                guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
-                let end = iova &+ pages << pageShift
-                guard iova & (pageSize - 1) == 0, pages > 0, pages <= geometry.limit >> pageShift,
-                      end > iova, end <= geometry.limit else { throw .EINVAL }
-                return unmapPagingLocked(smmu, domain, iova: iova, end: end)
-            }
+        return try withHostAndSMMULocks(smmu) { () throws(HypError) -> UInt64 in
+            guard let domain = smmu.domains[id], domain.kind == .paging else { throw .EINVAL }
+            let end = try checkIOVARange(iova, pages: pages)
+            return unmapPagingLocked(smmu, domain, iova: iova, end: end)
         }
+    }
+
+    /// A paging-domain IOVA range: page aligned, not empty, below the IPA limit (-EINVAL).
+    /// Returns its end.
+    private func checkIOVARange(_ iova: UInt64, pages: UInt64) throws(HypError) -> UInt64 {
+        guard iova & (pageSize - 1) == 0, pages > 0, pages <= geometry.limit >> pageShift else { throw .EINVAL }
+        let end = iova &+ pages << pageShift
+        guard end > iova, end <= geometry.limit else { throw .EINVAL }
+        return end
     }
 
     @discardableResult

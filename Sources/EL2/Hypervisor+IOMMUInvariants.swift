@@ -92,18 +92,14 @@ extension Hypervisor {
                 guard let domain = smmu.domains[e.domain] else {
                     c.add("IOTLB holds iova \(hex(e.iova)) of \(e.domain), which does not exist"); continue
                 }
-                let walk: () -> (PhysAddr, Stage2Permissions)? = {
-                    guard let t = domain.table.translate(IPA(e.iova)) else { return nil }
-                    return (t.output, t.descriptor.permissions)
-                }
-                let now = domain.vm.map { vm in vm.lock.withLock { _ in walk() } } ?? walk()
-                guard let (output, permissions) = now else {
+                let now = withDomainTable(domain) { domain.table.translate(IPA(e.iova)) }
+                guard let (output, descriptor, _) = now else {
                     c.add("stale IOTLB entry: \(e.domain) iova \(hex(e.iova)) → \(e.output) but the table no longer maps it")
                     continue
                 }
                 let rights: Stage2Permissions = [e.rights & 1 != 0 ? .read : [], e.rights & 2 != 0 ? .write : []]
-                if output != e.output || !permissions.isSuperset(of: rights) {
-                    c.add("stale IOTLB entry: \(e.domain) iova \(hex(e.iova)) → \(e.output) \(rights) but the table says \(output) \(permissions)")
+                if output != e.output || !descriptor.permissions.isSuperset(of: rights) {
+                    c.add("stale IOTLB entry: \(e.domain) iova \(hex(e.iova)) → \(e.output) \(rights) but the table says \(output) \(descriptor.permissions)")
                 }
             }
         }

@@ -22,6 +22,23 @@ extension Hypervisor {
         }
     }
 
+    /// Runs `body` holding the host lock, then the SMMU's configuration lock.
+    @inline(__always)
+    func withHostAndSMMULocks<R, E: Error>(_ smmu: SMMU, _ body: () throws(E) -> R) throws(E) -> R {
+        try hostLock.withLock { _ throws(E) -> R in
+            try smmu.configLock.withLock { _ throws(E) -> R in try body() }
+        }
+    }
+
+    /// Runs `body` holding the lock that guards `domain`'s table, when it is not one the caller
+    /// already holds: a guest domain's table is the guest's stage-2, under the VM's lock. The
+    /// identity and paging tables are guarded by the host and configuration locks the caller has.
+    @inline(__always)
+    func withDomainTable<R, E: Error>(_ domain: IOMMUDomain, _ body: () throws(E) -> R) throws(E) -> R {
+        guard let vm = domain.vm else { return try body() }
+        return try vm.lock.withLock { _ throws(E) -> R in try body() }
+    }
+
     /// The VM for a transition the host names by handle: -EINVAL when there is none, as pKVM's
     /// hypercall handlers answer when `get_pkvm_hyp_vm` finds nothing.
     @inline(__always) func transitionVM(_ handle: VMHandle) throws(HypError) -> GuestVM {

@@ -14,6 +14,9 @@ public struct IOMMUDomainID: RawRepresentable, Hashable, Comparable, Sendable, C
     /// Domains EL2 creates for device assignment: `firstGuest + VMID`.
     public static let firstGuest: UInt16 = 0x8000
 
+    /// The domain EL2 creates when a device is assigned to the guest with `vmid`.
+    public static func guest(_ vmid: VMID) -> IOMMUDomainID { IOMMUDomainID(rawValue: firstGuest | vmid.rawValue) }
+
     public static func < (a: IOMMUDomainID, b: IOMMUDomainID) -> Bool { a.rawValue < b.rawValue }
     public var description: String { rawValue < Self.firstGuest ? "domain \(rawValue)" : "domain \(hex(rawValue))" }
 }

@@ -111,22 +111,14 @@ final class BlockDevice: @unchecked Sendable {
         // The previous transfer has finished (the device was not busy); reap its thread
         // outside the lock.
         if let previous { pthread_join(previous, nil) }
-        let box = Unmanaged.passRetained(ThreadBody { [self] in
-            transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
-        })
-        var thread = pthread_t()
         // Only this path creates threads, and only while the device is busy, so at most one
         // backend thread exists at a time.
-        let rc = pthread_create(&thread, nil, { raw in
-            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
-        if rc != 0 {
-            box.release()
-            registers.withLock { $0.status = .rejected }
-            return
+        let thread = spawnThread { [self] in
+            transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
         }
-        registers.withLock { $0.thread = thread }
+        registers.withLock { r in
+            if let thread { r.thread = thread } else { r.status = .rejected }
+        }
     }
 
     /// The backend: map (refcount mode), DMA chunk by chunk, unmap.

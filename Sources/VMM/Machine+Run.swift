@@ -33,24 +33,14 @@ extension Machine {
 
     /// Starts a thread running vCPU `index` (its registers already set).
     func startThread(vcpu index: Int) throws(VMMError) {
-        let box = Unmanaged.passRetained(ThreadBody { [self] in vcpuLoop(index) })
-        // The thread takes ownership of the retained box and releases it when it starts.
         let ok = runState.withLock { state -> Bool in
-            var thread = pthread_t()
-            let rc = pthread_create(&thread, nil, { raw in
-                Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
-                return nil
-            }, box.toOpaque())
-            guard rc == 0 else { return false }
+            guard let thread = spawnThread({ [self] in vcpuLoop(index) }) else { return false }
             state.power[index] = true
             state.threads[index] = thread
             state.joinable.append(thread)
             return true
         }
-        if !ok {
-            box.release()
-            throw .io(operation: "pthread_create for vCPU \(index)", errno: errno)
-        }
+        if !ok { throw .io(operation: "pthread_create for vCPU \(index)", errno: errno) }
     }
 
     /// Ends the run with `outcome` (the first one wins) and kicks every vCPU out of the guest.
@@ -161,6 +151,23 @@ extension Machine {
 }
 
 /// A closure handed to a new thread.
+/// Starts a joinable thread running `body`; nil (errno set) when pthread_create fails. The
+/// thread takes ownership of the retained closure box and releases it when it starts.
+func spawnThread(_ body: @escaping () -> Void) -> pthread_t? {
+    let box = Unmanaged.passRetained(ThreadBody(body))
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, nil, { raw in
+        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box.toOpaque())
+    guard rc == 0 else {
+        box.release()
+        errno = rc
+        return nil
+    }
+    return thread
+}
+
 final class ThreadBody {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
