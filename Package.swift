@@ -38,25 +38,27 @@ let package = Package(
         .target(name: "EL2"),
         .target(name: "CHostMemory"),
         .target(name: "HostMemory", dependencies: ["CHostMemory"]),
-        .target(name: "ModelScript", dependencies: ["EL2", "HostMemory"]),
+        .target(name: "ModelScript", dependencies: ["EL2", "HostMemory", "Inspection"]),
         .target(name: "CKVM"),
         .target(name: "KVM", dependencies: ["CKVM"]),
         .target(name: "CKVMBaseline"),
         .systemLibrary(name: "CCapstone", pkgConfig: "capstone", providers: [.apt(["libcapstone-dev"])]),
         .target(name: "Disassembly", dependencies: ["CCapstone"]),
+        .target(name: "Tracing", dependencies: ["EL2", "Disassembly"]),
+        .target(name: "Inspection", dependencies: ["EL2"]),
         .plugin(name: "GuestImageBuilder", capability: .buildTool()),
         .target(name: "EmbeddedImages", plugins: ["GuestImageBuilder"]),
         .target(
             name: "VMM",
             dependencies: [
-                "EL2", "KVM", "HostMemory", "EmbeddedImages", "Disassembly",
+                "EL2", "KVM", "HostMemory", "EmbeddedImages", "Disassembly", "Tracing",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(
             name: "pvm",
             dependencies: [
-                "EL2", "HostMemory", "ModelScript", "VMM", "KVM", "CKVMBaseline",
+                "EL2", "HostMemory", "ModelScript", "VMM", "KVM", "CKVMBaseline", "Tracing", "Inspection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -64,6 +66,7 @@ let package = Package(
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages", "Tracing"]),
+        .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2", "Inspection", "HostMemory"]),
     ]
 )

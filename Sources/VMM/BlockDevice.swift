@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 
 /// A DMA engine: a bus master that copies or fills memory through the SMMU as its own stream,
 /// one chunk at a time, never touching memory any other way. It is the data mover of every

@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 import HostMemory
 
 /// A host access to guest memory that EL2 refused: the VMM's view of pKVM's host stage-2 fault
@@ -56,7 +57,12 @@ public final class HostAccessor: Sendable {
         do {
             try hypervisor.hostAccess(PhysAddr(pa), count: count)
         } catch {
-            trace?.record(.hostFault(pa: pa, gpa: gpa, access: isWrite ? "write" : "read", error: error))
+            if let trace {
+                trace.record(.fault(FaultRecord(
+                    source: .host(vm: nil), gpa: gpa, access: isWrite ? .write : .read, size: count, action: .refused,
+                    reason: "EL2 refused the host access (handle_host_mem_abort)",
+                    ownership: hypervisor.ownership(of: PhysAddr(pa)), error: error)))
+            }
             throw HostAccessError(gpa: gpa, pa: pa, count: count, isWrite: isWrite, error: error)
         }
         return Int(gpa)

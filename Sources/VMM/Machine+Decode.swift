@@ -1,6 +1,7 @@
 import Disassembly
 import EL2
 import KVM
+import Tracing
 
 /// Finding the address of a fault KVM did not report. Arm hardware gives EL2 the faulting IPA
 /// (HPFAR_EL2) and the access (ESR_EL2); on an x86 KVM that returns EFAULT for an
@@ -20,53 +21,82 @@ extension Machine {
         // An instruction fetch from a page the guest does not have yet.
         for va in [regs.rip, regs.rip &+ 14] {
             if let gpa = translate(vcpu, va), gpa < configuration.memory, !isMapped(gpa) {
-                return resolveOrStop(vcpu: index, gpa: gpa, access: "fetch", size: 0, rip: regs.rip, instruction: nil)
+                return resolveOrStop(vcpu: index, gpa: gpa, access: .fetch, size: 0, rip: regs.rip,
+                                     context: FaultContext(instruction: nil, gva: va))
             }
         }
         guard let instruction = decodeInstruction(vcpu, at: regs.rip) else {
-            stop(.faulted(FaultReport(vcpu: index, gpa: nil, access: "unknown", rip: regs.rip,
-                                      reason: "KVM reported an inaccessible page and the instruction could not be decoded",
-                                      pageState: nil)))
+            let reason = "KVM reported an inaccessible page and the instruction could not be decoded"
+            let record = FaultRecord(source: .vcpu(vm: handle, index: index), gva: regs.rip, gpa: nil, access: .unknown,
+                                     size: 0, action: .stopped, reason: reason)
+            trace?.record(.fault(record))
+            stop(.faulted(FaultReport(vcpu: index, gpa: nil, access: "unknown", rip: regs.rip, reason: reason,
+                                      pageState: nil, record: record)))
             return false
         }
-        let text = "\(instruction.text)  [\(instruction.bytes.map { byteHex($0) }.joined(separator: " "))]"
-        var accesses: [(va: UInt64, size: Int, access: String)] = []
+        let record = instructionRecord(instruction, registers: regs)
+        var accesses: [(va: UInt64, size: Int, access: FaultAccess)] = []
         for operand in instruction.memoryOperands {
-            let value = { (name: String) -> UInt64? in
-                name == "rip" ? regs.rip &+ UInt64(instruction.size) : Self.register(name, in: regs)
-            }
-            guard let va = operand.address(value) else { continue }
-            let access = operand.writes ? "write" : "read"
+            guard let va = operand.address({ registerValue($0, regs, next: regs.rip &+ UInt64(instruction.size)) }) else { continue }
+            let access: FaultAccess = operand.writes ? .write : .read
             accesses.append((va, operand.size, access))
             if operand.size > 1 { accesses.append((va &+ UInt64(operand.size - 1), operand.size, access)) }
         }
         if instruction.usesStack {
-            accesses.append((regs.rsp &- 8, 8, "write"))
-            accesses.append((regs.rsp, 8, "read"))
+            accesses.append((regs.rsp &- 8, 8, .write))
+            accesses.append((regs.rsp, 8, .read))
         }
         var progressed = false
         for (va, size, access) in accesses {
             guard let gpa = translate(vcpu, va), gpa < configuration.memory, !isMapped(gpa) else { continue }
-            if !resolveOrStop(vcpu: index, gpa: gpa, access: access, size: size, rip: regs.rip, instruction: text) { return false }
+            if !resolveOrStop(vcpu: index, gpa: gpa, access: access, size: size, rip: regs.rip,
+                              context: FaultContext(instruction: record, gva: va)) { return false }
             progressed = true
         }
         if !progressed {
-            stop(.faulted(FaultReport(vcpu: index, gpa: nil, access: "unknown", rip: regs.rip,
-                                      reason: "KVM reported an inaccessible page, but every page this instruction touches is mapped",
-                                      pageState: nil, instruction: text)))
+            let reason = "KVM reported an inaccessible page, but every page this instruction touches is mapped"
+            let fault = FaultRecord(source: .vcpu(vm: handle, index: index), gva: accesses.first?.va, gpa: nil,
+                                    access: .unknown, size: 0, action: .stopped, reason: reason, instruction: record)
+            trace?.record(.fault(fault))
+            stop(.faulted(FaultReport(vcpu: index, gpa: nil, access: "unknown", rip: regs.rip, reason: reason,
+                                      pageState: nil, record: fault)))
         }
         return progressed
     }
 
-    private func resolveOrStop(vcpu index: Int, gpa: UInt64, access: String, size: Int, rip: UInt64,
-                               instruction: String?) -> Bool {
-        switch resolveGuestFault(vcpu: index, gpa: gpa, access: access, size: size, rip: rip) {
+    private func resolveOrStop(vcpu index: Int, gpa: UInt64, access: FaultAccess, size: Int, rip: UInt64,
+                               context: FaultContext) -> Bool {
+        switch resolveGuestFault(vcpu: index, gpa: gpa, access: access, size: size, rip: rip, context: context) {
         case .resolved: return true
-        case var .refused(report):
-            report.instruction = instruction
+        case let .refused(report):
             stop(.faulted(report))
             return false
         }
+    }
+
+    /// The instruction at the vCPU's RIP, decoded by Capstone, with the registers its operands
+    /// use and the guest-virtual address of its first memory operand (or RIP): what a fault
+    /// record holds when KVM reported only the guest-physical address.
+    func faultContext(vcpu index: Int) -> FaultContext {
+        guard index >= 0, index < vcpus.count, let regs = try? vcpus[index].registers() else { return FaultContext() }
+        guard let decoded = decodeInstruction(vcpus[index], at: regs.rip) else { return FaultContext(instruction: nil, gva: regs.rip) }
+        let next = regs.rip &+ UInt64(decoded.size)
+        let gva = decoded.memoryOperands.first.flatMap { $0.address { registerValue($0, regs, next: next) } }
+        return FaultContext(instruction: instructionRecord(decoded, registers: regs), gva: gva ?? regs.rip)
+    }
+
+    /// A decoded instruction for a fault record, with the values of the registers it uses.
+    func instructionRecord(_ decoded: DecodedInstruction, registers regs: X86Registers) -> InstructionRecord {
+        let values = decoded.operandRegisters.compactMap { name in
+            registerValue(name, regs, next: regs.rip &+ UInt64(decoded.size)).map { RegisterValue(name: name, value: $0) }
+        }
+        return InstructionRecord(architecture: disassembler?.architectureName ?? "x86-64", address: decoded.address,
+                                 bytes: decoded.bytes, text: decoded.text, registers: values)
+    }
+
+    /// A register's value for address arithmetic: `rip` reads as the next instruction's address.
+    private func registerValue(_ name: String, _ regs: X86Registers, next: UInt64) -> UInt64? {
+        name == "rip" ? next : Self.register(name, in: regs)
     }
 
     /// Whether the guest's stage-2 maps `gpa`.
@@ -78,50 +108,49 @@ extension Machine {
         (try? vcpu.translate(va)) ?? nil
     }
 
-    /// Decodes the instruction at `rip`, reading up to 15 bytes of guest memory in EL2's view.
+    /// Decodes the instruction at `rip`, reading up to 15 bytes of guest memory in EL2's view
+    /// (one KVM_TRANSLATE per guest page the bytes span).
     func decodeInstruction(_ vcpu: KVMVCPU, at rip: UInt64) -> DecodedInstruction? {
         guard let disassembler else { return nil }
         var bytes: [UInt8] = []
-        for offset in 0 ..< UInt64(15) {
-            guard let gpa = translate(vcpu, rip &+ offset), gpa < configuration.memory else { break }
-            var byte: UInt8 = 0
-            withUnsafeMutableBytes(of: &byte) { hypervisor.memory.read(PhysAddr(ramBase + gpa), into: $0) }
-            bytes.append(byte)
+        var va = rip
+        let end = rip &+ 15
+        while va < end || (end < rip && va >= rip) {
+            let pageEnd = (va | (pageSize - 1)) &+ 1
+            let count = Int(min(pageEnd &- va, end &- va))
+            guard count > 0, let gpa = translate(vcpu, va), gpa < configuration.memory,
+                  UInt64(count) <= configuration.memory - gpa else { break }
+            var chunk = [UInt8](repeating: 0, count: count)
+            chunk.withUnsafeMutableBytes { hypervisor.memory.read(PhysAddr(ramBase + gpa), into: $0) }
+            bytes += chunk
+            va &+= UInt64(count)
+            if bytes.count >= 15 { break }
         }
         return disassembler.decode(bytes, address: rip)
     }
 
     /// A general register's value by Capstone name (64-bit names and their 32-bit halves).
     static func register(_ name: String, in r: X86Registers) -> UInt64? {
-        switch name {
-        case "rax": r.rax
-        case "rbx": r.rbx
-        case "rcx": r.rcx
-        case "rdx": r.rdx
-        case "rsi": r.rsi
-        case "rdi": r.rdi
-        case "rsp": r.rsp
-        case "rbp": r.rbp
-        case "r8": r.r8
-        case "r9": r.r9
-        case "r10": r.r10
-        case "r11": r.r11
-        case "r12": r.r12
-        case "r13": r.r13
-        case "r14": r.r14
-        case "r15": r.r15
-        case "rip": r.rip
-        case "eax": r.rax & 0xffff_ffff
-        case "ebx": r.rbx & 0xffff_ffff
-        case "ecx": r.rcx & 0xffff_ffff
-        case "edx": r.rdx & 0xffff_ffff
-        case "esi": r.rsi & 0xffff_ffff
-        case "edi": r.rdi & 0xffff_ffff
-        case "esp": r.rsp & 0xffff_ffff
-        case "ebp": r.rbp & 0xffff_ffff
-        default: nil
+        if name == "rip" { return r.rip }
+        for (names, value) in [(["rax", "eax", "ax", "al"], r.rax), (["rbx", "ebx", "bx", "bl"], r.rbx),
+                               (["rcx", "ecx", "cx", "cl"], r.rcx), (["rdx", "edx", "dx", "dl"], r.rdx),
+                               (["rsi", "esi", "si", "sil"], r.rsi), (["rdi", "edi", "di", "dil"], r.rdi),
+                               (["rsp", "esp", "sp", "spl"], r.rsp), (["rbp", "ebp", "bp", "bpl"], r.rbp),
+                               (["r8", "r8d", "r8w", "r8b"], r.r8), (["r9", "r9d", "r9w", "r9b"], r.r9),
+                               (["r10", "r10d", "r10w", "r10b"], r.r10), (["r11", "r11d", "r11w", "r11b"], r.r11),
+                               (["r12", "r12d", "r12w", "r12b"], r.r12), (["r13", "r13d", "r13w", "r13b"], r.r13),
+                               (["r14", "r14d", "r14w", "r14b"], r.r14), (["r15", "r15d", "r15w", "r15b"], r.r15)] {
+            if let width = names.firstIndex(of: name) {
+                return [value, value & 0xffff_ffff, value & 0xffff, value & 0xff][width]
+            }
         }
+        return nil
     }
 }
 
-private func byteHex(_ b: UInt8) -> String { b < 16 ? "0" + String(b, radix: 16) : String(b, radix: 16) }
+/// What a fault record knows about the access beyond its address: the decoded instruction and
+/// the guest-virtual address it used.
+struct FaultContext {
+    var instruction: InstructionRecord?
+    var gva: UInt64?
+}

@@ -1,5 +1,6 @@
 import EL2
 import KVM
+import Tracing
 
 /// Guest stage-2 faults: pKVM's `pkvm_mem_abort`, with the KVM exits that stand for them.
 extension Machine {
@@ -14,34 +15,51 @@ extension Machine {
     /// it (`__pkvm_host_share_guest`), after topping up the memcache. Faults are serialised, as
     /// the host's MMU lock serialises them; a page another vCPU mapped meanwhile is resolved.
     ///
-    /// Refused: an address outside guest RAM, a page the guest relinquished, a poisoned page, a
-    /// write to a read-only mapping, and anything EL2 refuses to give.
-    func resolveGuestFault(vcpu: Int, gpa: UInt64, access: String, size: Int, rip: UInt64? = nil) -> FaultResolution {
+    /// Refused (the VM stops): an address outside guest RAM, a page the guest relinquished, a
+    /// poisoned page, a write to a read-only mapping, a fetch from a page without execute
+    /// right, and anything EL2 refuses to give.
+    ///
+    /// A fault record (the instruction, its registers, the page's ownership before anything is
+    /// done) is built only when something reads it: a trace, or a refusal. `context` is the
+    /// instruction when the caller already decoded it.
+    func resolveGuestFault(vcpu: Int, gpa: UInt64, access: FaultAccess, size: Int, rip: UInt64? = nil,
+                           context: FaultContext? = nil) -> FaultResolution {
         let gfn = IPA(gpa).gfn
-        func refuse(_ reason: String, action: String = "refused") -> FaultResolution {
-            trace?.record(.guestFault(vcpu: vcpu, gpa: gpa, access: access, size: size, action: action, detail: reason))
-            return .refused(FaultReport(vcpu: vcpu, gpa: gpa, access: access, rip: rip, reason: reason,
-                                        pageState: pageDescription(gpa)))
+        var known = context
+        func record(_ action: FaultAction, _ reason: String?, _ ownership: PageOwnership?) -> FaultRecord {
+            if known == nil { known = access == .boot ? FaultContext() : faultContext(vcpu: vcpu) }
+            return FaultRecord(source: .vcpu(vm: handle, index: vcpu), gva: known?.gva, gpa: gpa, access: access, size: size,
+                               action: action, reason: reason, ownership: ownership, instruction: known?.instruction)
+        }
+        func refuse(_ reason: String, action: FaultAction = .stopped) -> FaultResolution {
+            let r = record(action, reason, ownership(gpa))
+            trace?.record(.fault(r))
+            return .refused(FaultReport(vcpu: vcpu, gpa: gpa, access: access.rawValue, rip: rip, reason: reason,
+                                        pageState: pageDescription(gpa), record: r))
         }
         guard gpa < configuration.memory else { return refuse("no guest RAM at this address") }
         counters.withLock { $0.stage2Faults += 1 }
         return guestPages.withLock { pages -> FaultResolution in
             if pages.relinquished.contains(gfn.rawValue) {
-                return refuse("the guest gave this page back with MEM_RELINQUISH; it belongs to the host now", action: "stopped")
+                return refuse("the guest gave this page back with MEM_RELINQUISH; it belongs to the host now")
             }
             if let view = try? hypervisor.guestPageView(vm: handle, gfn: gfn), view.phys != nil {
-                if access == "write", !view.permissions.contains(.write) {
-                    return refuse("write to a page the guest may only read", action: "stopped")
+                if access == .write, !view.permissions.contains(.write) {
+                    return refuse("write to a page the guest may only read")
+                }
+                if access == .fetch, !view.permissions.contains(.execute) {
+                    return refuse("instruction fetch from a page without execute right (stage-2 XN)")
                 }
                 return .resolved
             }
             if (try? hypervisor.isPoisoned(vm: handle, ipa: gfn.ipa)) == true {
-                return refuse("the page is poisoned (force-reclaimed by the host)", action: "stopped")
+                return refuse("the page is poisoned (force-reclaimed by the host)", action: .poisoned)
             }
             do { try topUpMemcache() } catch {
                 return refuse("memcache top-up failed: \(error)")
             }
-            let pfn = PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue)
+            let before = trace == nil ? nil : ownership(gpa)
+            let pfn = backingPage(gfn)
             do {
                 if configuration.isProtected {
                     try transition("host_donate_guest", pfn: pfn, gfn: gfn) { () throws(HypError) in
@@ -53,14 +71,23 @@ extension Machine {
                     }
                 }
             } catch {
-                return refuse("EL2 refused to give the page to the guest: \(error)", action: "stopped")
+                return refuse("EL2 refused to give the page to the guest: \(error)")
             }
             pages.given.insert(gfn.rawValue)
             counters.withLock { $0.donated += 1 }
-            trace?.record(.guestFault(vcpu: vcpu, gpa: gpa, access: access, size: size,
-                                      action: configuration.isProtected ? "donated" : "shared", detail: nil))
+            if let trace {
+                trace.record(.fault(record(configuration.isProtected ? .donated : .shared, nil, before)))
+            }
             return .resolved
         }
+    }
+
+    /// The page behind `gpa` as EL2 sees it now, with the guest's own stage-2 state.
+    func ownership(_ gpa: UInt64) -> PageOwnership {
+        guard gpa < configuration.memory else { return PageOwnership(page: nil, owner: .notRAM) }
+        var o = hypervisor.ownership(of: PhysAddr(ramBase + gpa))
+        o.guest = (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.state
+        return o
     }
 
     /// "host OWNED, hyp NOPAGE; guest: OWNED rwx" for fault reports.
@@ -77,10 +104,10 @@ extension Machine {
     /// fault), the console, or nothing at all. Returns false when the vCPU must stop.
     func handleMMIO(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, data: UInt64) -> Bool {
         if address < configuration.memory {
-            let access = isWrite ? "write" : "read"
-            switch resolveGuestFault(vcpu: index, gpa: address, access: access, size: length, rip: nil) {
+            switch resolveGuestFault(vcpu: index, gpa: address, access: isWrite ? .write : .read, size: length,
+                                     rip: rip(vcpus[index])) {
             case let .refused(report):
-                stop(.faulted(withRIP(report, vcpus[index])))
+                stop(.faulted(report))
                 return false
             case .resolved:
                 completeAccess(vcpu: vcpus[index], gpa: address, length: length, isWrite: isWrite, data: data)
@@ -119,11 +146,13 @@ extension Machine {
 
     /// Stops the guest for an access outside RAM that no device allows; returns false.
     private func stopForDeviceFault(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, reason: String) -> Bool {
-        let report = FaultReport(vcpu: index, gpa: address, access: isWrite ? "write" : "read", rip: rip(vcpus[index]),
-                                 reason: reason, pageState: nil)
-        trace?.record(.guestFault(vcpu: index, gpa: address, access: report.access, size: length, action: "stopped",
-                                  detail: reason))
-        stop(.faulted(report))
+        let context = faultContext(vcpu: index)
+        let record = FaultRecord(source: .vcpu(vm: handle, index: index), gva: context.gva, gpa: address,
+                                 access: isWrite ? .write : .read, size: length, action: .stopped, reason: reason,
+                                 ownership: PageOwnership(page: nil, owner: .notRAM), instruction: context.instruction)
+        trace?.record(.fault(record))
+        stop(.faulted(FaultReport(vcpu: index, gpa: address, access: record.access.rawValue, rip: rip(vcpus[index]),
+                                  reason: reason, pageState: nil, record: record)))
         return false
     }
 
@@ -151,7 +180,8 @@ extension Machine {
         if let rip { gpa = try? vcpu.translate(rip) ?? nil }
         if suberror == 1, let gpa, gpa < configuration.memory,
            (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.phys == nil {
-            switch resolveGuestFault(vcpu: index, gpa: gpa, access: "fetch", size: 0, rip: rip) {
+            switch resolveGuestFault(vcpu: index, gpa: gpa, access: .fetch, size: 0, rip: rip,
+                                     context: FaultContext(instruction: nil, gva: rip)) {
             case .resolved: return true
             case let .refused(report):
                 stop(.faulted(report))
@@ -163,11 +193,6 @@ extension Machine {
                                   reason: "KVM could not emulate the instruction (internal error \(suberror)\(bytes.isEmpty ? "" : ", bytes \(hexBytes)"))",
                                   pageState: gpa.flatMap { pageDescription($0) })))
         return false
-    }
-
-    private func withRIP(_ report: FaultReport, _ vcpu: KVMVCPU) -> FaultReport {
-        FaultReport(vcpu: report.vcpu, gpa: report.gpa, access: report.access, rip: rip(vcpu), reason: report.reason,
-                    pageState: report.pageState)
     }
 
     /// The console device: FLUSH prints the buffer page, read through EL2's host-access check.

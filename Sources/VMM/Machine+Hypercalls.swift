@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 import KVM
 
 /// The guest hypercall ABI (docs/abi.md): pKVM's SMCCC calls, answered as pKVM's EL2
@@ -16,6 +17,7 @@ extension Machine {
         let vcpu = vcpus[index]
         let (x0, x1, x2, x3) = vcpu.syncedRAXToRDX
         let function = UInt32(truncatingIfNeeded: x0)
+        let began = trace == nil ? 0 : monotonicNanoseconds()
         counters.withLock { $0.hypercalls += 1 }
         let results: (UInt64, UInt64, UInt64, UInt64)
         switch SMCCCFunction(rawValue: function) {
@@ -43,22 +45,28 @@ extension Machine {
         case .psciAffinityInfo:
             results = (affinityInfo(target: x1, level: x2), 0, 0, 0)
         case .psciCPUOff:
-            record(index, function, (x1, x2, x3), (0, 0, 0, 0))
-            trace?.record(.power(vcpu: index, event: "cpu-off"))
+            if let trace {
+                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
+                trace.record(.power(vcpu: index, event: "cpu-off"))
+            }
             return .vcpuOff
         case .psciSystemOff:
-            record(index, function, (x1, x2, x3), (0, 0, 0, 0))
-            trace?.record(.power(vcpu: index, event: "system-off"))
+            if let trace {
+                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
+                trace.record(.power(vcpu: index, event: "system-off"))
+            }
             return .stop(.poweredOff)
         case .psciSystemReset:
-            record(index, function, (x1, x2, x3), (0, 0, 0, 0))
-            trace?.record(.power(vcpu: index, event: "system-reset"))
+            if let trace {
+                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
+                trace.record(.power(vcpu: index, event: "system-reset"))
+            }
             return .stop(.reset)
         case nil:
             results = (SMCCCResult.notSupported, 0, 0, 0)
         }
         vcpu.setSyncedRAXToRDX(results)
-        record(index, function, (x1, x2, x3), results)
+        if let trace { traceHypercall(trace, index, function, (x1, x2, x3), results, since: began) }
         if let failure = mirror.firstFailure {
             fail(.configuration("mirroring EL2 into the MMU failed: \(failure)"))
             return .vcpuOff
@@ -66,10 +74,11 @@ extension Machine {
         return .resume
     }
 
-    @inline(__always)
-    private func record(_ vcpu: Int, _ function: UInt32, _ arguments: (UInt64, UInt64, UInt64),
-                        _ results: (UInt64, UInt64, UInt64, UInt64)) {
-        trace?.record(.hypercall(vcpu: vcpu, function: function, arguments: arguments, results: results))
+    private func traceHypercall(_ trace: EventTrace, _ vcpu: Int, _ function: UInt32, _ arguments: (UInt64, UInt64, UInt64),
+                                _ results: (UInt64, UInt64, UInt64, UInt64), since began: UInt64) {
+        trace.record(.hypercall(HypercallRecord(
+            vm: handle, vcpu: vcpu, function: function, name: SMCCCFunction(rawValue: function)?.name ?? "UNKNOWN",
+            arguments: arguments, results: results, duration: monotonicNanoseconds() &- began)))
     }
 
     /// Checks the common MEM_* arguments: a page-aligned IPA and zero x2, x3.
@@ -88,7 +97,7 @@ extension Machine {
             try transition("guest_share_host", gfn: gfn) { () throws(HypError) in try hypervisor.guestShareHost(vm: handle, gfn: gfn) }
         } catch .ENOENT {
             guard ipa < configuration.memory,
-                  case .resolved = resolveGuestFault(vcpu: vcpu, gpa: ipa, access: "share", size: 0) else {
+                  case .resolved = resolveGuestFault(vcpu: vcpu, gpa: ipa, access: .share, size: 0) else {
                 return SMCCCResult.invalidParameter
             }
             do {
@@ -185,13 +194,17 @@ extension Machine {
         return runState.withLock { $0.power[Int(target)] } ? 0 : 1
     }
 
+    /// The physical page behind guest frame `gfn`: guest RAM is one contiguous run from
+    /// `ramBase`, so frame g is always backed by the same page.
+    func backingPage(_ gfn: GFN) -> PFN { PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue) }
+
     /// Runs an EL2 transition and traces it with its result.
     func transition(_ name: String, pfn: PFN? = nil, gfn: GFN?, _ body: () throws(HypError) -> Void) throws(HypError) {
         do {
             try body()
-            trace?.record(.transition(name: name, pfn: pfn?.rawValue, gfn: gfn?.rawValue, error: nil))
+            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: nil))
         } catch {
-            trace?.record(.transition(name: name, pfn: pfn?.rawValue, gfn: gfn?.rawValue, error: error))
+            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: error))
             throw error
         }
     }

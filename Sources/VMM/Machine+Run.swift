@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 import KVM
 import Synchronization
 #if canImport(Glibc)
@@ -25,10 +26,37 @@ extension Machine {
         }
         if let failure = vmmFailure.withLock({ $0 }) { throw failure }
         try checkMirror()
-        try trace?.flush()
+        do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
         return runState.withLock { $0.outcome } ?? .faulted(FaultReport(
             vcpu: 0, gpa: nil, access: "-", rip: nil,
             reason: "every vCPU stopped (CPU_OFF or HLT) without PSCI SYSTEM_OFF", pageState: nil))
+    }
+
+    /// Runs the guest like `run()`, and calls `observer` from another thread `delay`
+    /// nanoseconds after the start while the vCPUs are still running: a look at a live guest
+    /// (EL2's views take its locks, so what the observer reads is consistent). Returns the
+    /// outcome and whether the observer ran; it does not run once the guest has stopped.
+    public func run(observingAfter delay: UInt64, _ observer: @escaping @Sendable () -> Void) throws(VMMError) -> (RunOutcome, observed: Bool) {
+        let observed = Atomic<Bool>(false)
+        let finished = Atomic<Bool>(false)
+        let began = monotonicNanoseconds()
+        let watcher = spawnThread { [self] in
+            while !finished.load(ordering: .acquiring) {
+                if monotonicNanoseconds() &- began >= delay {
+                    if !stopRequested.load(ordering: .acquiring) {
+                        observer()
+                        observed.store(true, ordering: .releasing)
+                    }
+                    return
+                }
+                var pause = timespec(tv_sec: 0, tv_nsec: 200_000)
+                nanosleep(&pause, nil)
+            }
+        }
+        let result = Result { () throws(VMMError) in try run() }
+        finished.store(true, ordering: .releasing)
+        if let watcher { pthread_join(watcher, nil) }
+        return (try result.get(), observed.load(ordering: .acquiring))
     }
 
     /// Starts a thread running vCPU `index` (its registers already set).
@@ -99,7 +127,7 @@ extension Machine {
             case let .internalError(suberror, bytes):
                 if !handleInternalError(vcpu: index, suberror: suberror, bytes: bytes) { break loop }
             case let .memoryFault(address, _, _):
-                if case let .refused(report) = resolveGuestFault(vcpu: index, gpa: address, access: "unknown", size: 0, rip: rip(vcpu)) {
+                if case let .refused(report) = resolveGuestFault(vcpu: index, gpa: address, access: .unknown, size: 0, rip: rip(vcpu)) {
                     stop(.faulted(report))
                     break loop
                 }

@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 
 /// What teardown gave back and what it verified.
 public struct TeardownReport: Sendable, Equatable {
@@ -68,7 +69,7 @@ extension Machine {
         }
         report.violations = hypervisor.checkInvariants().map(\.message)
         try checkMirror()
-        try trace?.flush()
+        do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
         return report
     }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Disassembly
 import EL2
+import Tracing
 import HostMemory
 import KVM
 import Synchronization
@@ -135,6 +136,11 @@ public final class Machine: @unchecked Sendable {
                                              donating: .init(metadata: metadata, pgd: pgd))
         } catch { throw .hypervisor(operation: "__pkvm_init_vm", error: error) }
         mirror.attach(guest: hypervisor.vm(handle)!.vmid)
+        trace?.record(.machine(MachineInfo(
+            vm: handle, vmid: hypervisor.vm(handle)!.vmid.rawValue, isProtected: configuration.isProtected,
+            vcpus: configuration.vcpus, architecture: "x86-64", guestRAMBase: ramBase, guestMemory: guestSize,
+            physicalBase: ramBase, physicalSize: physicalSize, iommu: configuration.iommuMode.map { "\($0)" } ?? "none",
+            image: configuration.payloadName)))
 
         // KVM: the VM, one memslot over the guest view, the vCPUs.
         do {
@@ -217,7 +223,7 @@ public final class Machine: @unchecked Sendable {
             throw .el2("loading the guest: \(error)")
         }
         for page in GuestABI.bootStructurePages {
-            if case let .refused(report) = resolveGuestFault(vcpu: 0, gpa: page << 12, access: "boot", size: 0) {
+            if case let .refused(report) = resolveGuestFault(vcpu: 0, gpa: page << 12, access: .boot, size: 0) {
                 throw .el2("donating boot page: \(report.reason)")
             }
         }

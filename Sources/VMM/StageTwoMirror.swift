@@ -1,4 +1,5 @@
 import EL2
+import Tracing
 import HostMemory
 import Synchronization
 

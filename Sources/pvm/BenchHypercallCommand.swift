@@ -2,6 +2,7 @@ import ArgumentParser
 import CKVMBaseline
 import EmbeddedImages
 import Foundation
+import Tracing
 import VMM
 
 /// `pvm bench hypercall`: the guest hypercall round trip against a minimal C KVM loop making the

@@ -4,6 +4,7 @@ import Foundation
 import KVM
 import Synchronization
 import Testing
+import Tracing
 @testable import VMM
 
 /// Why the end-to-end tests cannot run here, printed once, or nil when /dev/kvm works.

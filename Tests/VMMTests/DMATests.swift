@@ -2,6 +2,7 @@ import EL2
 import EmbeddedImages
 import Foundation
 import Testing
+import Tracing
 @testable import VMM
 
 /// The SMMU in a booted machine (docs/iommu.md): the `dma` guest in both designs, and the

@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A trace read back and checked: every line an event of the documented format.
+public struct TraceFile: Sendable {
+    public let records: [TraceRecord]
+
+    /// Parses JSON Lines text. Blank lines are skipped; a last line without its newline that
+    /// does not parse is reported as truncated.
+    public init(text bytes: [UInt8]) throws(TraceFileError) {
+        var records: [TraceRecord] = []
+        var lineNumber = 0
+        var start = 0
+        while start < bytes.count {
+            lineNumber += 1
+            var end = start
+            while end < bytes.count, bytes[end] != 0x0a { end += 1 }
+            let isLast = end == bytes.count
+            let line = bytes[start ..< end]
+            start = end + 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0d }) { continue }
+            guard let text = String(validating: line, as: UTF8.self) else { throw .encoding(line: lineNumber) }
+            let value: JSONValue
+            do { value = try JSONValue.parse(text) } catch {
+                if isLast && error.message.contains("truncated?") {
+                    throw .truncated(line: lineNumber, message: error.description)
+                }
+                throw .syntax(line: lineNumber, column: error.offset + 1, message: error.message)
+            }
+            guard let object = value.object else {
+                throw .schema(line: lineNumber, message: "each line must be a JSON object, found \(value)")
+            }
+            records.append(try TraceRecord(line: lineNumber, object: object))
+        }
+        self.records = records
+    }
+
+    /// Reads and checks the trace at `path`.
+    public init(path: String) throws(TraceFileError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: path, errno: errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, errno: errno)
+            }
+            if n == 0 { break }
+            bytes += chunk[0 ..< n]
+        }
+        try self.init(text: bytes)
+    }
+
+    /// The machines the trace describes (one per `pvm boot`).
+    public var machines: [TraceMachine] { records.compactMap(TraceMachine.init) }
+}
+
+/// A `machine` event, read back.
+public struct TraceMachine: Sendable, Equatable {
+    public let vm: UInt64
+    public let vmid: UInt64
+    public let vcpus: Int
+    public let guestRAMBase: UInt64
+    public let guestMemory: UInt64
+    public let isProtected: Bool
+    public let iommu: String
+    public let image: String
+
+    init?(_ r: TraceRecord) {
+        guard r.kind == .machine, let vm = r.unsigned("vm"), let vmid = r.unsigned("vmid"), let vcpus = r.integer("vcpus"),
+              let base = r.unsigned("ram_base"), let memory = r.unsigned("memory") else { return nil }
+        self.vm = vm
+        self.vmid = vmid
+        self.vcpus = vcpus
+        guestRAMBase = base
+        guestMemory = memory
+        isProtected = r["protected"]?.bool ?? true
+        iommu = r.string("iommu") ?? "none"
+        image = r.string("image") ?? "?"
+    }
+
+    /// The physical frame behind guest frame `gfn`, if it is guest RAM.
+    public func pfn(gfn: UInt64) -> UInt64? {
+        gfn < guestMemory >> 12 ? (guestRAMBase >> 12) + gfn : nil
+    }
+}

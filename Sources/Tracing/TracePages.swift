@@ -1,0 +1,104 @@
+/// Which physical pages a trace event is about. Reading a trace is sequential: the resolver
+/// learns the machines (guest frame → physical frame) and the SMMU's stream attachments as it
+/// goes, so a DMA transfer is resolved through the domain its stream was attached to then.
+public struct TracePageResolver: Sendable {
+    private var machinesByVM: [UInt64: TraceMachine] = [:]
+    private var machinesByVMID: [UInt64: TraceMachine] = [:]
+    /// Stream → domain, from `iommu` attach / detach.
+    private var streamDomain: [UInt64: UInt64] = [:]
+
+    public init() {}
+
+    /// The only machine, when the trace has exactly one.
+    public private(set) var soleMachine: TraceMachine?
+
+    /// Learns what `record` says about the machine; call for every record, in order.
+    public mutating func observe(_ record: TraceRecord) {
+        switch record.kind {
+        case .machine:
+            guard let m = TraceMachine(record) else { return }
+            soleMachine = machinesByVM.isEmpty ? m : nil
+            machinesByVM[m.vm] = m
+            machinesByVMID[m.vmid] = m
+        case .iommu:
+            guard let sid = record.unsigned("sid") else { return }
+            if record.string("op") == "attach", let domain = record.unsigned("domain") { streamDomain[sid] = domain }
+            if record.string("op") == "detach" { streamDomain[sid] = nil }
+        default: break
+        }
+    }
+
+    /// The VM (handle) an event belongs to, when it names one, directly or by VMID.
+    public func vm(of r: TraceRecord) -> UInt64? {
+        if let vm = r.unsigned("vm") { return vm }
+        if let vmid = r.unsigned("vmid") { return vmid == 0 ? nil : machinesByVMID[vmid]?.vm }
+        if let domain = r.unsigned("domain"), domain & 0x8000 != 0 { return machinesByVMID[domain & 0x7fff]?.vm }
+        return nil
+    }
+
+    private func machine(vm: UInt64?) -> TraceMachine? { vm.flatMap { machinesByVM[$0] } ?? soleMachine }
+
+    /// Physical frames `[first, end)` the event touches.
+    public func pages(of r: TraceRecord) -> [Range<UInt64>] {
+        func frames(_ start: UInt64, _ size: UInt64) -> [Range<UInt64>] {
+            let first = start >> 12, end = (start &+ max(size, 1) &+ 0xfff) >> 12
+            return end > first ? [first ..< end] : []
+        }
+        /// A guest-physical range of `vm` as physical frames.
+        func guest(_ vm: UInt64?, _ ipa: UInt64, _ size: UInt64) -> [Range<UInt64>] {
+            guard let m = machine(vm: vm) else { return [] }
+            return frames(ipa, size).compactMap { g in
+                guard let first = m.pfn(gfn: g.lowerBound) else { return nil }
+                let end = min(g.upperBound, m.guestMemory >> 12)
+                return first ..< first + (end - g.lowerBound)
+            }
+        }
+        switch r.kind {
+        case .machine, .power, .warning: return []
+        case .hypercall:
+            guard let name = r.string("name"), ["MEM_SHARE", "MEM_UNSHARE", "MEM_RELINQUISH"].contains(name),
+                  let ipa = r["args"]?.array?.first?.unsigned else { return [] }
+            return guest(vm(of: r), ipa, 1)
+        case .transition:
+            if let pfn = r.unsigned("pfn") { return [pfn ..< pfn + 1] }
+            if let gfn = r.unsigned("gfn") { return guest(vm(of: r), gfn << 12, 1) }
+            return []
+        case .stage2:
+            guard let vmid = r.unsigned("vmid"), let start = r.unsigned("start"), let end = r.unsigned("end"), end > start else { return [] }
+            if vmid == 0 { return frames(start, end - start) }
+            if let pa = r.unsigned("pa") { return frames(pa, end - start) }
+            return guest(vm(of: r), start, end - start)
+        case .tlbi:
+            guard let vmid = r.unsigned("vmid"), let ipa = r.unsigned("ipa"), let size = r.unsigned("size") else { return [] }
+            return vmid == 0 ? frames(ipa, size) : guest(vm(of: r), ipa, size)
+        case .fault, .hostFault:
+            if let pa = r.unsigned("pa") { return frames(pa, 1) }
+            if let gpa = r.unsigned("gpa") { return guest(vm(of: r), gpa, 1) }
+            return []
+        case .iommuFault:
+            if let pa = r.unsigned("pa") { return frames(pa, 1) }
+            return []
+        case .iommu, .iotlbi:
+            guard let domain = r.unsigned("domain"), let size = r.unsigned("size") else { return [] }
+            if let pa = r.unsigned("pa") { return frames(pa, size) }
+            guard let iova = r.unsigned("iova") else { return [] }
+            return resolve(domain: domain, iova, size)
+        case .dma:
+            guard let sid = r.unsigned("sid"), let domain = streamDomain[sid], let iova = r.unsigned("iova"),
+                  let bytes = r.unsigned("bytes") else { return [] }
+            return resolve(domain: domain, iova, bytes)
+        }
+    }
+
+    /// An IOVA range of `domain` as physical frames: the identity domain maps IOVA = PA; a
+    /// guest domain (0x8000 | VMID) maps the guest's IPAs. Paging domains are not resolved.
+    private func resolve(domain: UInt64, _ iova: UInt64, _ size: UInt64) -> [Range<UInt64>] {
+        if domain == 0 { return [(iova >> 12) ..< ((iova &+ max(size, 1) &+ 0xfff) >> 12)] }
+        if domain & 0x8000 != 0, let m = machinesByVMID[domain & 0x7fff] {
+            let first = iova >> 12, end = (iova &+ max(size, 1) &+ 0xfff) >> 12
+            guard let p = m.pfn(gfn: first) else { return [] }
+            return [p ..< p + (end - first)]
+        }
+        return []
+    }
+}
