@@ -66,7 +66,8 @@ let package = Package(
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages", "Tracing"]),
-        .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2", "Inspection", "HostMemory"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages", "Tracing", "Disassembly"]),
+        .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "ModelScript", "EL2"]),
     ]
 )

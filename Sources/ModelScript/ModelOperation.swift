@@ -1,4 +1,5 @@
 import EL2
+import Inspection
 
 /// One operation of the `pvm model` language: its name, argument synopsis, what it does, and
 /// how to run it. The table `ModelOperation.all` is the language; `help` prints it and
@@ -263,6 +264,14 @@ struct ModelOperation: Sendable {
         .init(name: "warnings", synopsis: "", summary: "conditions pKVM would WARN_ON, since the last warnings", arity: 0...0) { a throws(ModelLineError) in
             let w = a.session.log.takeWarnings()
             return "\(w.count) warnings" + (w.isEmpty ? "" : "\n" + w.map { "  \($0)" }.joined(separator: "\n"))
+        },
+        .init(name: "inspect", synopsis: "FILE", summary: "picture every page's owner now: FILE.svg (one cell a page) or FILE.html (zoomable, with stage-2 trees)",
+              arity: 1...1) { a throws(ModelLineError) in
+            let path = String(a.tokens[0])
+            let snapshot = InspectionSnapshot(a.session.hypervisor, title: "pvm model session")
+            let text = path.hasSuffix(".svg") ? OwnershipPicture(snapshot).svg() : OwnershipPage(snapshot).html()
+            do { try TextFile.write(text, to: path) } catch { return "\(error)" }
+            return "wrote \(snapshot.map.pages.count) pages to \(path)"
         },
         .init(name: "check", synopsis: "", summary: "run the invariant checker", arity: 0...0) { a throws(ModelLineError) in
             let v = a.session.hypervisor.checkInvariants()

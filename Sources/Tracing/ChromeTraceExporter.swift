@@ -25,10 +25,11 @@ public enum ChromeTraceExporter {
             if let args { o["args"] = .object(args) }
             events.append(.object(o))
         }
+        // Track IDs: vCPU n is n + 1 (Perfetto reserves 0), then EL2, the host, device streams.
         func vcpuTrack(_ r: TraceRecord) -> Int {
             let v = r.integer("vcpu") ?? 0
-            if names[v] == nil { names[v] = "vCPU \(v)" }
-            return v
+            if names[v + 1] == nil { names[v + 1] = "vCPU \(v)" }
+            return v + 1
         }
         func args(_ r: TraceRecord) -> JSONObject {
             JSONObject(r.fields.members.filter { $0.key != "t" && $0.key != "kind" })

@@ -4,8 +4,12 @@
 /// `iommu` events, the same updates EL2 wrote into the tables.
 public struct PageHistory: Sendable {
     public let pfn: UInt64
-    /// Host stage-2 view; pages start host-owned and mapped on demand (boot default).
-    public private(set) var host = "OWNED (boot default)"
+    /// The host's page state (`hyp_page.__host_state`), from the transitions and the states
+    /// fault records carry; pages start host-owned.
+    public private(set) var hostState = "OWNED"
+    /// The host stage-2 entry: mapped with rights, annotated with an owner, or not yet mapped
+    /// (the host maps its memory on demand).
+    public private(set) var hostEntry = "(boot default)"
     /// Guest stage-2 views, by VMID.
     public private(set) var guests: [UInt64: String] = [:]
     /// SMMU domains mapping the page, by domain ID.
@@ -16,7 +20,7 @@ public struct PageHistory: Sendable {
 
     /// "host OWNED rwx | vmid 1 OWNED rwx at 0x1007000 | DMA identity rw".
     public var summary: String {
-        var parts = ["host \(host)"]
+        var parts = ["host \(hostState) \(hostEntry)"]
         parts += guests.keys.sorted().map { "vmid \($0) \(guests[$0]!)" }
         parts.append(domains.isEmpty ? "DMA none" : "DMA " + domains.keys.sorted().map { "domain \($0) \(domains[$0]!)" }.joined(separator: ", "))
         return parts.joined(separator: " | ")
@@ -34,17 +38,23 @@ public struct PageHistory: Sendable {
             guard let vmid = r.unsigned("vmid"), let start = r.unsigned("start") else { break }
             let op = r.string("op") ?? "?"
             let view: String? = switch op {
-            case "map": "\(r.string("state") ?? "?") \(r.string("prot") ?? "")"
+            case "map": vmid == 0 ? "mapped \(r.string("prot") ?? "")" : "\(r.string("state") ?? "?") \(r.string("prot") ?? "")"
             case "map-device": "device"
-            case "annotate": "NOPAGE owner=\(r.string("owner") ?? "?")"
+            case "annotate": "owner=\(r.string("owner") ?? "?")"
             default: nil
             }
             if vmid == 0 {
-                host = view ?? "unmapped"
+                hostEntry = view ?? "unmapped"
+                if op == "annotate" { hostState = "NOPAGE" }
             } else {
                 let ipa = r["pa"] != nil ? start + (page - (r.unsigned("pa") ?? page)) : guestIPA(vmid, resolver) ?? start
                 guests[vmid] = view.map { "\($0) at IPA 0x\(String(ipa, radix: 16))" } ?? "none"
             }
+        case .transition:
+            if r.string("result") == "0", let op = r.string("op"), let state = Self.hostStateAfter[op] { hostState = state }
+        case .fault, .hostFault:
+            // A fault record holds the states before EL2 acted; after a refusal they still hold.
+            if let state = r.string("host"), !["donated", "shared"].contains(r.string("action") ?? "") { hostState = state }
         case .iommu:
             guard let domain = r.unsigned("domain") else { break }
             if r.string("op") == "map" { domains[domain] = "\(domain == 0 ? "identity " : "")\(r.string("prot") ?? "")" }
@@ -54,6 +64,15 @@ public struct PageHistory: Sendable {
         }
         return summary != before
     }
+
+    /// The host state a successful transition leaves the page in (pKVM's mem_protect.c).
+    static let hostStateAfter: [String: String] = [
+        "host_donate_guest": "NOPAGE", "host_share_guest": "SHARED_OWNED", "host_unshare_guest": "OWNED",
+        "guest_share_host": "SHARED_BORROWED", "guest_unshare_host": "NOPAGE", "guest_relinquish_to_host": "OWNED",
+        "reclaim_dying_guest_page": "OWNED", "host_reclaim_page_guest": "OWNED", "host_force_reclaim_page_guest": "OWNED",
+        "host_share_hyp": "SHARED_OWNED", "host_unshare_hyp": "OWNED", "host_donate_hyp": "NOPAGE", "hyp_donate_host": "OWNED",
+        "host_share_ffa": "SHARED_OWNED", "host_unshare_ffa": "OWNED",
+    ]
 
     /// The IPA at which guest `vmid` sees this page, if it is that guest's RAM.
     private func guestIPA(_ vmid: UInt64, _ resolver: TracePageResolver) -> UInt64? {

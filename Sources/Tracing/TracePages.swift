@@ -33,6 +33,8 @@ public struct TracePageResolver: Sendable {
         if let vm = r.unsigned("vm") { return vm }
         if let vmid = r.unsigned("vmid") { return vmid == 0 ? nil : machinesByVMID[vmid]?.vm }
         if let domain = r.unsigned("domain"), domain & 0x8000 != 0 { return machinesByVMID[domain & 0x7fff]?.vm }
+        // A vCPU event of a one-machine trace (older traces name no VM on power events).
+        if r["vcpu"] != nil, let m = soleMachine { return m.vm }
         return nil
     }
 

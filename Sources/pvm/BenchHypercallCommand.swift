@@ -40,11 +40,16 @@ struct BenchHypercallCommand: ParsableCommand {
     }
 
     func run() throws {
-        var baseline = Double.infinity, realMode = Double.infinity, pvm = Double.infinity
+        var baseline = Double.infinity, realMode = Double.infinity, pvm = Double.infinity, traced = Double.infinity
+        let tracePath = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-bench-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: tracePath) }
+        var traceBytes: UInt64 = 0
         for _ in 0 ..< repeats {
             baseline = min(baseline, try baselineSeconds(iterations, longModeRing3: true))
             realMode = min(realMode, try baselineSeconds(iterations, longModeRing3: false))
             pvm = min(pvm, try guestSeconds(mode: 0, count: iterations))
+            traced = min(traced, try guestSeconds(mode: 0, count: iterations, trace: try EventTrace(path: tracePath)))
+            traceBytes = (try? FileManager.default.attributesOfItem(atPath: tracePath)[.size] as? UInt64) ?? 0
         }
         let n = Double(iterations)
         let baseNs = baseline * 1e9 / n, realNs = realMode * 1e9 / n, pvmNs = pvm * 1e9 / n
@@ -53,6 +58,11 @@ struct BenchHypercallCommand: ParsableCommand {
         print("  C KVM loop, same exits (ring 3):      \(format2(baseNs / 1000)) µs  (\(grouped(1 / baseNs * 1e9)) /s)")
         print("  ratio:                                \(format2(pvmNs / baseNs))x  (aim: within 1.15x)")
         print("  C KVM loop, real mode (for scale):    \(format2(realNs / 1000)) µs")
+        let tracedNs = traced * 1e9 / n
+        print("tracing (same calls, every hypercall written as a JSON line, \(grouped(Double(traceBytes) / 1e6)) MB):")
+        print("  disabled:                             \(format2(pvmNs / 1000)) µs  (\(format2(pvmNs / baseNs))x the C loop)")
+        print("  enabled:                              \(format2(tracedNs / 1000)) µs  (\(format2(tracedNs / baseNs))x the C loop)")
+        print("  ratio enabled / disabled:             \(format2(tracedNs / pvmNs))x  (aim: under 2x)")
 
         var share = Double.infinity
         for _ in 0 ..< repeats { share = min(share, try guestSeconds(mode: 1, count: pairs)) }
@@ -84,9 +94,10 @@ struct BenchHypercallCommand: ParsableCommand {
     }
 
     /// Boots the bench guest in `mode` and returns the time between its two markers.
-    private func guestSeconds(mode: UInt64, count: Int) throws -> Double {
+    private func guestSeconds(mode: UInt64, count: Int, trace: EventTrace? = nil) throws -> Double {
         var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: EmbeddedImage.bench.bytes)
         c.payloadName = "bench"
+        c.trace = trace
         c.payloadArgument = UInt64(count) | mode << 48
         let machine = try Machine(c)
         let outcome = try machine.run()

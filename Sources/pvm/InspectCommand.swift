@@ -66,11 +66,7 @@ struct InspectCommand: ParsableCommand {
     }
 
     private func modelConfiguration() throws -> ModelSession.Configuration {
-        var options = MachineOptions()
-        options.memory = guest.memory
-        options.ipaBits = ipaBits
-        options.iommuMode = guest.iommuMode
-        return try options.configuration()
+        try MachineOptions.configuration(memory: guest.memory, ipaBits: ipaBits, ramBase: "0x80000000", iommuMode: guest.iommuMode)
     }
 
     private var chosenFormat: Format {

@@ -22,6 +22,11 @@ struct MachineOptions: ParsableArguments {
 
     /// The model configuration these options describe, or a ValidationError naming the bad flag.
     func configuration() throws -> ModelSession.Configuration {
+        try Self.configuration(memory: memory, ipaBits: ipaBits, ramBase: ramBase, iommuMode: iommuMode)
+    }
+
+    /// A model configuration from flag values (also `pvm inspect --model`'s).
+    static func configuration(memory: String, ipaBits: Int, ramBase: String, iommuMode: String) throws -> ModelSession.Configuration {
         var c = ModelSession.Configuration()
         guard let size = NumberParser.size(memory) else {
             throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G, 0x4000000)")

@@ -81,6 +81,12 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         (["model", "--ipa-bits", "32", "--memory", "4G"], "does not fit"),
         (["model", "--iommu-mode", "pinned"], "--iommu-mode 'pinned' must be mirror, refcount or none"),
         (["bench", "iommu", "--translations", "0"], "--translations must be"),
+        (["trace", "t.jsonl", "--kind", "bogus"], "--kind 'bogus' is not an event kind"),
+        (["trace", "t.jsonl", "--follow", "page"], "--follow 'page' is not a page frame number"),
+        (["trace", "t.jsonl", "--vm", "me"], "--vm 'me' is not a VM handle"),
+        (["inspect", "--granularity", "huge"], "--granularity 'huge' must be page, region or auto"),
+        (["inspect", "--model", "s.pvm", "--at-ms", "5"], "--at-ms applies to a booted guest"),
+        (["inspect", "--format", "png"], "--format"),
         (["frobnicate"], "Unexpected argument"),
     ])
     func badFlagsGetAClearError(arguments: [String], message: String) throws {
@@ -130,6 +136,74 @@ struct BootCommandTests {
         for kind in ["hypercall", "transition", "stage2", "fault", "power", "tlbi"] {
             #expect(lines.contains { $0.contains("\"kind\":\"\(kind)\"") }, "no \(kind) event")
         }
+    }
+
+    /// A boot's trace read back by `pvm trace`: whole (--json gives the file back byte for
+    /// byte), as text, filtered, one page's life, and exported for Perfetto.
+    @Test func traceCommandReadsABootTraceBack() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let path = dir.appendingPathComponent("pvm-trace-\(getpid()).jsonl").path
+        let chrome = dir.appendingPathComponent("pvm-trace-\(getpid()).json").path
+        defer { for p in [path, chrome] { try? FileManager.default.removeItem(atPath: p) } }
+        let boot = try pvm(["boot", "share", "--trace", path])
+        #expect(boot.status == 0, "\(boot.err)")
+        let file = try String(contentsOfFile: path, encoding: .utf8)
+        let json = try pvm(["trace", path, "--json"])
+        #expect(json.status == 0, "\(json.err)")
+        #expect(json.out == file)
+        let text = try pvm(["trace", path])
+        #expect(text.out.split(separator: "\n").count == file.split(separator: "\n").count)
+        let faults = try pvm(["trace", path, "--kind", "faults", "--summary"])
+        #expect(faults.out.contains(" events: ") && faults.out.contains(" fault; faults: "), "\(faults.out)")
+        #expect(!faults.out.contains("  hypercall "))
+        // The console page (gfn 9): donated on first touch, then shared with the host.
+        let life = try pvm(["trace", path, "--follow", "0x80009"])
+        #expect(life.out.hasPrefix("life of PFN 0x80009 (PA 0x80009000)"))
+        #expect(life.out.contains("host_donate_guest pfn 0x80009 gfn 0x9"))
+        #expect(life.out.contains("guest_share_host pfn 0x80009 gfn 0x9"))
+        #expect(life.out.contains("now: host SHARED_BORROWED"), "\(life.out)")
+        let export = try pvm(["trace", path, "--chrome", chrome])
+        #expect(export.status == 0 && export.err.contains("ui.perfetto.dev"))
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: chrome))) as? [String: Any]
+        let events = object?["traceEvents"] as? [[String: Any]] ?? []
+        #expect(events.contains { ($0["args"] as? [String: Any])?["name"] as? String == "vCPU 0" })
+        #expect(events.contains { $0["ph"] as? String == "X" && $0["name"] as? String == "MEM_SHARE" })
+    }
+
+    @Test func truncatedOrCorruptTracesAreRefusedWithTheLine() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let path = dir.appendingPathComponent("pvm-cut-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let good = #"{"t":1,"kind":"power","vcpu":0,"event":"start"}"#
+        try (good + "\n" + good + "\n" + #"{"t":3,"kind":"tlbi","vmid":0,"ipa":"0x1"#).write(toFile: path, atomically: true, encoding: .utf8)
+        let cut = try pvm(["trace", path])
+        #expect(cut.status == 2)
+        #expect(cut.err.contains("\(path): line 3: truncated event (the file ends inside it)"), "\(cut.err)")
+        #expect(cut.out.isEmpty)
+        try (good + "\n" + #"{"t":2,"kind":"tlbi","vmid":0}"# + "\n" + good + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = try pvm(["trace", path])
+        #expect(bad.status == 2)
+        #expect(bad.err.contains("line 2: not a trace event: tlbi event has no \"ipa\""), "\(bad.err)")
+        let missing = try pvm(["trace", "/nonexistent/t.jsonl"])
+        #expect(missing.status == 2 && missing.err.contains("cannot read /nonexistent/t.jsonl: No such file or directory"))
+    }
+
+    @Test func inspectDrawsAModelSessionAndAGuest() throws {
+        let dir = FileManager.default.temporaryDirectory
+        let script = dir.appendingPathComponent("pvm-inspect-\(getpid()).pvm").path
+        let svg = dir.appendingPathComponent("pvm-inspect-\(getpid()).svg").path
+        defer { for p in [script, svg] { try? FileManager.default.removeItem(atPath: p) } }
+        try "vm_create g\nhost_donate_guest 16 2 g\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try pvm(["inspect", "--model", script, "--memory", "8M", "-o", svg])
+        #expect(r.status == 0, "\(r.err)")
+        let picture = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(picture.components(separatedBy: "<rect class=\"page ").count - 1 == 2048)
+        let text = try pvm(["inspect", "hello"])
+        #expect(text.status == 0, "\(text.err)")
+        #expect(text.out.contains("guest powered off, before teardown"))
+        #expect(text.out.contains("vm 0x1000 private") && text.out.contains("vm 0x1000 shared with host"))
+        let tree = try pvm(["inspect", "hello", "--format", "stage2"])
+        #expect(tree.out.contains("host stage-2: root") && tree.out.contains("INVALID DONATION owner=guest vm=0x1000"))
     }
 
     @Test(arguments: [

@@ -4,6 +4,7 @@ import Foundation
 import KVM
 import Synchronization
 import Testing
+import Disassembly
 import Tracing
 @testable import VMM
 
@@ -94,6 +95,48 @@ struct BootTests {
         #expect(m.statistics.relinquished == 1)
         let teardown = try m.teardown()
         #expect(teardown.isClean, "\(teardown)")
+    }
+
+    /// The guest's `movb $0x55, (reg)` to the page it relinquished: the stop's fault record and
+    /// the trace's last fault both carry that instruction, decoded by Capstone, with the
+    /// register's value, the page's ownership and EL2's action; the trace reads back whole.
+    @Test func writeToAGivenAwayPageLeavesAFaultRecordWithTheInstruction() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-giveaway-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let console = Console()
+        let m = try machine(.giveaway, trace: try EventTrace(path: path), console: console)
+        guard case let .faulted(report) = try m.run() else {
+            Issue.record("giveaway was not stopped: \(console.text)")
+            return
+        }
+        _ = try m.teardown()
+        let record = try #require(report.record)
+        let insn = try #require(record.instruction)
+        #expect(insn.text.hasPrefix("mov byte ptr [") && insn.text.hasSuffix("], 0x55"), "\(insn.text)")
+        #expect(insn.address == report.rip)
+        #expect(insn.architecture == "x86-64")
+        // The bytes are the instruction: decoding them again gives the same text.
+        #expect(try Disassembler(.x86_64).decode(insn.bytes, address: insn.address)?.text == insn.text)
+        // The base register's value is the address written: the relinquished page.
+        let base = String(insn.text.dropFirst("mov byte ptr [".count).prefix { $0 != "]" })
+        #expect(insn.registers.first { $0.name == base }?.value == report.gpa)
+        #expect(record.gva == report.gpa && record.access == .write && record.size == 1 && record.action == .stopped)
+        #expect(record.ownership?.owner == .host && record.ownership?.host == .owned && record.ownership?.guest == .noPage)
+        #expect("\(report)".contains("insn:    \(insn.text)"))
+
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        let trace = try TraceFile(path: path)
+        #expect(trace.records.map(\.jsonLine) == lines)
+        let last = try #require(trace.records.last { $0.kind == .fault })
+        #expect(last.string("action") == "stopped")
+        #expect(last["insn"]?.object?["text"]?.string == insn.text)
+        #expect(last["insn"]?.object?["bytes"]?.string == insn.byteString)
+        #expect(trace.machines.first?.image == "giveaway")
+        // Every lazily donated page has a record too, with the instruction that touched it.
+        let donated = trace.records.filter { $0.kind == .fault && $0.string("action") == "donated" }
+        #expect(donated.count == m.statistics.donated)
+        let byInstruction = donated.filter { !["fetch", "boot"].contains($0.string("access")) }
+        #expect(!byInstruction.isEmpty && byInstruction.allSatisfy { $0["insn"] != nil })
     }
 
     @Test func memShareOfAnUntouchedPageTakesTheFaultThenRetryPath() throws {
