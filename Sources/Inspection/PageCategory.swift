@@ -28,7 +28,8 @@ public enum PageCategory: Sendable, Hashable {
 
     /// Classifies one page of `map`.
     public init(_ page: PageSummary, in map: OwnershipMap) {
-        func index(_ h: VMHandle) -> Int { map.vms.firstIndex { $0.handle == h } ?? 0 }
+        // A VM torn down since the capture began gets an index of its own ("vm #n").
+        func index(_ h: VMHandle) -> Int { map.vms.firstIndex { $0.handle == h } ?? map.vms.count }
         switch page.owner {
         case let .guest(h, _):
             self = page.guestState == .sharedOwned || page.host == .sharedBorrowed ? .guestShared(vm: index(h)) : .guestPrivate(vm: index(h))

@@ -49,6 +49,9 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public private(set) var members: [(key: String, value: JSONValue)]
 
     public init(_ members: [(key: String, value: JSONValue)] = []) { self.members = members }
+
+    /// Appends a member the caller knows is new (the parser, which tracks the keys it saw).
+    mutating func appendNew(_ key: String, _ value: JSONValue) { members.append((key, value)) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) { members = elements.map { ($0.0, $0.1) } }
 
     public subscript(key: String) -> JSONValue? {
@@ -203,6 +206,7 @@ struct JSONParser {
     private mutating func object(depth: Int) throws(JSONSyntaxError) -> JSONValue {
         position += 1
         var o = JSONObject()
+        var seen: Set<String> = []
         skipSpace()
         if !atEnd, bytes[position] == UInt8(ascii: "}") { position += 1; return .object(o) }
         while true {
@@ -211,11 +215,11 @@ struct JSONParser {
             guard bytes[position] == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }
             let keyAt = position
             let key = try string()
-            if o[key] != nil { throw error("duplicate member \"\(key)\"", at: keyAt) }
+            guard seen.insert(key).inserted else { throw error("duplicate member \"\(key)\"", at: keyAt) }
             skipSpace()
             try expect(":")
             skipSpace()
-            o[key] = try value(depth: depth + 1)
+            o.appendNew(key, try value(depth: depth + 1))
             skipSpace()
             guard !atEnd else { throw error("unexpected end of text inside an object (truncated?)") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }

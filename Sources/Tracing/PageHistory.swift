@@ -47,7 +47,8 @@ public struct PageHistory: Sendable {
                 hostEntry = view ?? "unmapped"
                 if op == "annotate" { hostState = "NOPAGE" }
             } else {
-                let ipa = r["pa"] != nil ? start + (page - (r.unsigned("pa") ?? page)) : guestIPA(vmid, resolver) ?? start
+                let pa = (r.unsigned("pa") ?? page) & ~0xfff
+                let ipa = r["pa"] != nil ? start &+ (page &- pa) : guestIPA(vmid, resolver) ?? start
                 guests[vmid] = view.map { "\($0) at IPA 0x\(String(ipa, radix: 16))" } ?? "none"
             }
         case .transition:

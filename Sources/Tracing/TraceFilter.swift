@@ -28,7 +28,7 @@ public struct TraceFilter: Sendable, Equatable {
                 if owner != vm { return false }
             } else if r.kind != .machine {
                 // Host / EL2 / device events: shown when they touch the VM's RAM.
-                guard let m = resolver.soleMachine, m.vm == vm else { return false }
+                guard let m = resolver.machine(handle: vm) else { return false }
                 let ram = (m.guestRAMBase >> 12) ..< (m.guestRAMBase + m.guestMemory) >> 12
                 pages = resolver.pages(of: r)
                 if !pages!.contains(where: { $0.overlaps(ram) }) { return false }

@@ -42,18 +42,11 @@ public struct TracePageResolver: Sendable {
 
     /// Physical frames `[first, end)` the event touches.
     public func pages(of r: TraceRecord) -> [Range<UInt64>] {
-        func frames(_ start: UInt64, _ size: UInt64) -> [Range<UInt64>] {
-            let first = start >> 12, end = (start &+ max(size, 1) &+ 0xfff) >> 12
-            return end > first ? [first ..< end] : []
-        }
+        func frames(_ start: UInt64, _ size: UInt64) -> [Range<UInt64>] { Self.frames(start, size).map { [$0] } ?? [] }
         /// A guest-physical range of `vm` as physical frames.
         func guest(_ vm: UInt64?, _ ipa: UInt64, _ size: UInt64) -> [Range<UInt64>] {
-            guard let m = machine(vm: vm) else { return [] }
-            return frames(ipa, size).compactMap { g in
-                guard let first = m.pfn(gfn: g.lowerBound) else { return nil }
-                let end = min(g.upperBound, m.guestMemory >> 12)
-                return first ..< first + (end - g.lowerBound)
-            }
+            guard let m = machine(vm: vm), let g = Self.frames(ipa, size) else { return [] }
+            return Self.guestFrames(g, m).map { [$0] } ?? []
         }
         switch r.kind {
         case .machine, .power, .warning: return []
@@ -62,7 +55,7 @@ public struct TracePageResolver: Sendable {
                   let ipa = r["args"]?.array?.first?.unsigned else { return [] }
             return guest(vm(of: r), ipa, 1)
         case .transition:
-            if let pfn = r.unsigned("pfn") { return [pfn ..< pfn + 1] }
+            if let pfn = r.unsigned("pfn") { return pfn < .max ? [pfn ..< pfn + 1] : [] }
             if let gfn = r.unsigned("gfn") { return guest(vm(of: r), gfn << 12, 1) }
             return []
         case .stage2:
@@ -95,12 +88,28 @@ public struct TracePageResolver: Sendable {
     /// An IOVA range of `domain` as physical frames: the identity domain maps IOVA = PA; a
     /// guest domain (0x8000 | VMID) maps the guest's IPAs. Paging domains are not resolved.
     private func resolve(domain: UInt64, _ iova: UInt64, _ size: UInt64) -> [Range<UInt64>] {
-        if domain == 0 { return [(iova >> 12) ..< ((iova &+ max(size, 1) &+ 0xfff) >> 12)] }
-        if domain & 0x8000 != 0, let m = machinesByVMID[domain & 0x7fff] {
-            let first = iova >> 12, end = (iova &+ max(size, 1) &+ 0xfff) >> 12
-            guard let p = m.pfn(gfn: first) else { return [] }
-            return [p ..< p + (end - first)]
-        }
+        guard let g = Self.frames(iova, size) else { return [] }
+        if domain == 0 { return [g] }
+        if domain & 0x8000 != 0, let m = machinesByVMID[domain & 0x7fff] { return Self.guestFrames(g, m).map { [$0] } ?? [] }
         return []
     }
+
+    /// The frames `[start, start + size)` touches (a zero size touches one), saturating at the
+    /// top of the address space: trace values are untrusted.
+    static func frames(_ start: UInt64, _ size: UInt64) -> Range<UInt64>? {
+        let (end, overflow) = start.addingReportingOverflow(max(size, 1))
+        let last = overflow ? UInt64.max >> 12 : (end - 1) >> 12
+        let first = start >> 12
+        return first <= last && last < .max ? first ..< last + 1 : nil
+    }
+
+    /// Guest frames as physical frames, clipped to the machine's guest RAM.
+    static func guestFrames(_ g: Range<UInt64>, _ m: TraceMachine) -> Range<UInt64>? {
+        let end = min(g.upperBound, m.guestMemory >> 12)
+        guard g.lowerBound < end, let first = m.pfn(gfn: g.lowerBound) else { return nil }
+        return first ..< first + (end - g.lowerBound)
+    }
+
+    /// The machine whose VM handle is `vm`.
+    public func machine(handle vm: UInt64) -> TraceMachine? { machinesByVM[vm] }
 }

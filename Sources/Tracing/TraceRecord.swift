@@ -16,26 +16,26 @@ public enum TraceKind: String, Sendable, CaseIterable, Comparable {
     /// Fields every event of the kind has, and what each must hold.
     var required: [(name: String, type: TraceRecord.FieldType)] {
         switch self {
-        case .machine: [("vm", .integer), ("vmid", .integer), ("vcpus", .integer), ("ram_base", .address), ("memory", .address)]
-        case .hypercall: [("vcpu", .integer), ("fn", .address), ("name", .string), ("args", .addresses(3)), ("ret", .addresses(4))]
+        case .machine: [("vm", .id), ("vmid", .id), ("vcpus", .id), ("ram_base", .address), ("memory", .address)]
+        case .hypercall: [("vcpu", .id), ("fn", .address), ("name", .string), ("args", .addresses(3)), ("ret", .addresses(4))]
         case .transition: [("op", .string), ("result", .string)]
-        case .stage2: [("vmid", .integer), ("start", .address), ("end", .address), ("op", .string)]
-        case .tlbi: [("vmid", .integer), ("ipa", .address), ("size", .address)]
-        case .fault: [("vcpu", .integer), ("access", .string), ("size", .integer), ("action", .string)]
+        case .stage2: [("vmid", .id), ("start", .address), ("end", .address), ("op", .string)]
+        case .tlbi: [("vmid", .id), ("ipa", .address), ("size", .address)]
+        case .fault: [("vcpu", .id), ("access", .string), ("size", .integer), ("action", .string)]
         case .hostFault: [("access", .string), ("action", .string)]
-        case .power: [("vcpu", .integer), ("event", .string)]
+        case .power: [("vcpu", .id), ("event", .string)]
         case .warning: [("message", .string)]
         case .iommu: [("op", .string)]
-        case .iotlbi: [("domain", .integer), ("iova", .address), ("size", .address)]
-        case .iommuFault: [("event", .string), ("sid", .integer), ("iova", .address), ("access", .string)]
-        case .dma: [("device", .string), ("sid", .integer), ("iova", .address), ("bytes", .integer), ("result", .string)]
+        case .iotlbi: [("domain", .id), ("iova", .address), ("size", .address)]
+        case .iommuFault: [("event", .string), ("sid", .id), ("iova", .address), ("access", .string)]
+        case .dma: [("device", .string), ("sid", .id), ("iova", .address), ("bytes", .integer), ("result", .string)]
         }
     }
 
     /// Optional fields that, when present, must hold the given type.
     static let optionalFields: [(name: String, type: TraceRecord.FieldType)] = [
-        ("vm", .integer), ("pfn", .address), ("gfn", .address), ("gpa", .address), ("gva", .address), ("pa", .address),
-        ("dur", .integer), ("domain", .integer), ("sid", .integer), ("size", .any), ("insn", .object),
+        ("vm", .id), ("pfn", .address), ("gfn", .address), ("gpa", .address), ("gva", .address), ("pa", .address),
+        ("dur", .integer), ("domain", .id), ("sid", .id), ("size", .any), ("insn", .object),
     ]
 }
 
@@ -43,6 +43,8 @@ public enum TraceKind: String, Sendable, CaseIterable, Comparable {
 public struct TraceRecord: Sendable, Equatable {
     enum FieldType {
         case integer, string, object, any
+        /// A VM handle, VMID, vCPU, stream or domain: an integer in 0...0xffffffff.
+        case id
         /// A `"0x…"` string.
         case address
         /// An array of n `"0x…"` strings.
@@ -51,6 +53,7 @@ public struct TraceRecord: Sendable, Equatable {
         var name: String {
             switch self {
             case .integer: "an integer"
+            case .id: "an integer from 0 to 0xffffffff"
             case .string: "a string"
             case .object: "an object"
             case .any: "a value"
@@ -61,7 +64,8 @@ public struct TraceRecord: Sendable, Equatable {
 
         func accepts(_ v: JSONValue) -> Bool {
             switch self {
-            case .integer: if case .number = v { return v.integer != nil } else { return false }
+            case .integer: if case .number = v { return v.integer != nil || v.unsigned != nil } else { return false }
+            case .id: if case .number = v { return v.unsigned.map { $0 <= 0xffff_ffff } ?? false } else { return false }
             case .string: return v.string != nil
             case .object: return v.object != nil
             case .any: return true
@@ -100,6 +104,10 @@ public struct TraceRecord: Sendable, Equatable {
             if let v = object[field], !type.accepts(v), !(kind.required.contains { $0.name == field }) {
                 throw .schema(line: line, message: "\"\(field)\" must be \(type.name), found \(v)")
             }
+        }
+        if kind == .machine, let base = object["ram_base"]?.unsigned, let memory = object["memory"]?.unsigned,
+           base.addingReportingOverflow(memory).overflow {
+            throw .schema(line: line, message: "machine RAM [ram_base, +memory) runs past 2^64")
         }
         self.line = line
         self.time = time

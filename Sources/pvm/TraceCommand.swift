@@ -62,8 +62,8 @@ struct TraceCommand: ParsableCommand {
 
     func validate() throws {
         _ = try filter()
-        if let follow, NumberParser.unsigned(Substring(follow)) == nil {
-            throw ValidationError("--follow '\(follow)' is not a page frame number")
+        if let follow, NumberParser.unsigned(Substring(follow)).map({ $0 < 1 << 52 }) != true {
+            throw ValidationError("--follow '\(follow)' is not a page frame number (below 2^52)")
         }
         if json && follow != nil { throw ValidationError("--json and --follow cannot be combined") }
     }

@@ -1,4 +1,5 @@
 import EL2
+import Foundation
 import Testing
 @testable import Tracing
 
@@ -91,6 +92,44 @@ import Testing
         var bytes = Array((Self.lines.joined(separator: "\n") + "\n").utf8)
         bytes.insert(0xff, at: Self.lines[0].utf8.count + 5)
         #expect(throws: TraceFileError.encoding(line: 2)) { try TraceFile(text: bytes) }
+    }
+
+    /// Values at the edges of 64 bits go through every filter, --follow and the export
+    /// without trapping; IDs out of range and a machine whose RAM wraps are format errors.
+    @Test func hostileValuesNeitherTrapNorPass() throws {
+        let max = "0xffffffffffffffff"
+        let hostile = [
+            Self.machine,
+            #"{"t":1,"kind":"transition","op":"host_donate_guest","pfn":"\#(max)","result":"0"}"#,
+            #"{"t":2,"kind":"iotlbi","domain":0,"iova":"0xfffffffffffff000","size":"0x1000"}"#,
+            #"{"t":3,"kind":"iotlbi","domain":32769,"iova":"0x1000","size":"0xffffffffffffe000"}"#,
+            #"{"t":4,"kind":"stage2","vmid":1,"start":"0x1007000","end":"\#(max)","op":"map","pa":"0x81007fff","prot":"rw","state":"OWNED"}"#,
+            #"{"t":5,"kind":"tlbi","vmid":0,"ipa":"\#(max)","size":"\#(max)"}"#,
+            #"{"t":18446744073709551615,"kind":"hypercall","vcpu":4294967295,"fn":"0x0","name":"X","args":["0x0","0x0","0x0"],"ret":["0x0","0x0","0x0","0x0"],"dur":18446744073709551615}"#,
+            #"{"t":7,"kind":"dma","device":"d","sid":4294967295,"iova":"\#(max)","bytes":9223372036854775807,"result":"ok"}"#,
+        ]
+        let t = try trace(hostile)
+        var filter = TraceFilter()
+        filter.vm = 0x1000
+        filter.pfns = [0x81007, UInt64.max >> 12]
+        var resolver = TracePageResolver()
+        var h = PageHistory(pfn: 0x81007)
+        for r in t.records {
+            resolver.observe(r)
+            _ = filter.accepts(r, resolver)
+            _ = h.apply(r, resolver)
+            _ = TraceFormatter.line(r)
+        }
+        _ = ChromeTraceExporter.export(t.records)
+        #expect(throws: TraceFileError.schema(line: 1, message: "\"vcpu\" must be an integer from 0 to 0xffffffff, found 4294967296")) {
+            try trace([#"{"t":1,"kind":"power","vcpu":4294967296,"event":"start"}"#])
+        }
+        #expect(throws: TraceFileError.schema(line: 1, message: "machine RAM [ram_base, +memory) runs past 2^64")) {
+            try trace([Self.machine.replacingOccurrences(of: "\"ram_base\":\"0x80000000\"", with: "\"ram_base\":\"\(max)\"")])
+        }
+        // A line of many members parses in linear time.
+        let wide = "{" + (0 ..< 50_000).map { "\"k\($0)\":0" }.joined(separator: ",") + "}"
+        #expect(try JSONValue.parse(wide).object?.members.count == 50_000)
     }
 
     @Test func filtersSelectByKindVMPageAndVCPU() throws {
