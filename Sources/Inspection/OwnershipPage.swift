@@ -21,9 +21,9 @@ public struct OwnershipPage: Sendable {
         o += map.vms.isEmpty ? "none" : xmlEscaped(map.vms.map { "\($0.handle) (vmid \($0.vmid.rawValue)\($0.isProtected ? ", protected" : ""))" }.joined(separator: ", "))
         o += "</p>\n<div class=\"legend\">"
         for c in legend {
-            o += "<span><svg width=\"12\" height=\"12\"><rect class=\"\(c.cssClass)\" width=\"12\" height=\"12\"/></svg> \(xmlEscaped(c.label(map)))</span>\n"
+            o += "<span><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"12\" height=\"12\"><rect class=\"\(c.cssClass)\" width=\"12\" height=\"12\"/></svg> \(xmlEscaped(c.label(map)))</span>\n"
         }
-        o += "<span><svg width=\"12\" height=\"12\"><circle class=\"dma\" cx=\"6\" cy=\"6\" r=\"3\"/></svg> mapped by an SMMU domain</span></div>\n"
+        o += "<span><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"12\" height=\"12\"><circle class=\"dma\" cx=\"6\" cy=\"6\" r=\"3\"/></svg> mapped by an SMMU domain</span></div>\n"
         o += "<h2>Overview: one cell per 2 MiB region</h2>\n<p class=\"hint\">Click a region to see its pages below. "
         o += "A dark border marks a region holding more than one kind of page.</p>\n<div id=\"overview\">\n"
         o += OwnershipPicture(snapshot, granularity: .region).svg(standalone: false)
