@@ -1,5 +1,6 @@
 import EL2
 import Inspection
+import Tracing
 
 /// One operation of the `pvm model` language: its name, argument synopsis, what it does, and
 /// how to run it. The table `ModelOperation.all` is the language; `help` prints it and

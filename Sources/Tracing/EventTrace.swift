@@ -62,18 +62,8 @@ public final class EventTrace: Sendable {
     }
 
     private func flushLocked(_ s: inout State) {
-        var done = 0
-        s.buffer.withUnsafeBytes { raw in
-            while done < raw.count {
-                let n = write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    s.failed = errno
-                    break
-                }
-                done += n
-            }
-        }
+        let failed = s.buffer.withUnsafeBytes { TextFile.writeAll(fd, $0) }
+        if failed != 0 { s.failed = failed }
         s.buffer.removeAll(keepingCapacity: true)
     }
 }

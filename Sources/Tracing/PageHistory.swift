@@ -77,8 +77,7 @@ public struct PageHistory: Sendable {
 
     /// The IPA at which guest `vmid` sees this page, if it is that guest's RAM.
     private func guestIPA(_ vmid: UInt64, _ resolver: TracePageResolver) -> UInt64? {
-        guard let m = resolver.soleMachine, m.vmid == vmid, pfn >= m.guestRAMBase >> 12 else { return nil }
-        let gfn = pfn - (m.guestRAMBase >> 12)
-        return gfn < m.guestMemory >> 12 ? gfn << 12 : nil
+        guard let m = resolver.soleMachine, m.vmid == vmid else { return nil }
+        return m.gfn(pfn: pfn).map { $0 << 12 }
     }
 }

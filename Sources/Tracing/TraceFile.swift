@@ -85,6 +85,12 @@ public struct TraceMachine: Sendable, Equatable {
         image = r.string("image") ?? "?"
     }
 
+    /// The guest frame backed by physical frame `pfn`, if it is guest RAM.
+    public func gfn(pfn: UInt64) -> UInt64? {
+        let base = guestRAMBase >> 12
+        return pfn >= base && pfn - base < guestMemory >> 12 ? pfn - base : nil
+    }
+
     /// The physical frame behind guest frame `gfn`, if it is guest RAM.
     public func pfn(gfn: UInt64) -> UInt64? {
         gfn < guestMemory >> 12 ? (guestRAMBase >> 12) + gfn : nil

@@ -113,23 +113,20 @@ extension Machine {
     func decodeInstruction(_ vcpu: KVMVCPU, at rip: UInt64) -> DecodedInstruction? {
         guard let disassembler else { return nil }
         var bytes: [UInt8] = []
-        var va = rip
-        let end = rip &+ 15
-        while va < end || (end < rip && va >= rip) {
-            let pageEnd = (va | (pageSize - 1)) &+ 1
-            let count = Int(min(pageEnd &- va, end &- va))
-            guard count > 0, let gpa = translate(vcpu, va), gpa < configuration.memory,
+        while bytes.count < 15 {
+            let va = rip &+ UInt64(bytes.count)
+            let count = Int(min(pageSize - (va & (pageSize - 1)), UInt64(15 - bytes.count)))
+            guard let gpa = translate(vcpu, va), gpa < configuration.memory,
                   UInt64(count) <= configuration.memory - gpa else { break }
             var chunk = [UInt8](repeating: 0, count: count)
             chunk.withUnsafeMutableBytes { hypervisor.memory.read(PhysAddr(ramBase + gpa), into: $0) }
             bytes += chunk
-            va &+= UInt64(count)
-            if bytes.count >= 15 { break }
         }
         return disassembler.decode(bytes, address: rip)
     }
 
-    /// A general register's value by Capstone name (64-bit names and their 32-bit halves).
+    /// A general register's value by Capstone name: the 64-bit register or its 32-, 16- or
+    /// low 8-bit part.
     static func register(_ name: String, in r: X86Registers) -> UInt64? {
         if name == "rip" { return r.rip }
         for (names, value) in [(["rax", "eax", "ax", "al"], r.rax), (["rbx", "ebx", "bx", "bl"], r.rbx),

@@ -26,7 +26,7 @@ extension Machine {
         }
         if let failure = vmmFailure.withLock({ $0 }) { throw failure }
         try checkMirror()
-        do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
+        try flushTrace()
         return runState.withLock { $0.outcome } ?? .faulted(FaultReport(
             vcpu: 0, gpa: nil, access: "-", rip: nil,
             reason: "every vCPU stopped (CPU_OFF or HLT) without PSCI SYSTEM_OFF", pageState: nil))
@@ -57,6 +57,11 @@ extension Machine {
         finished.store(true, ordering: .releasing)
         if let watcher { pthread_join(watcher, nil) }
         return (try result.get(), observed.load(ordering: .acquiring))
+    }
+
+    /// Writes out the trace recorded so far; a failed write is a VMM error.
+    func flushTrace() throws(VMMError) {
+        do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
     }
 
     /// Starts a thread running vCPU `index` (its registers already set).

@@ -69,7 +69,7 @@ extension Machine {
         }
         report.violations = hypervisor.checkInvariants().map(\.message)
         try checkMirror()
-        do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
+        try flushTrace()
         return report
     }
 }

@@ -35,13 +35,7 @@ struct GuestOptions: ParsableArguments {
         _ = try iommu()
     }
 
-    func iommu() throws -> IOMMUMode? {
-        if iommuMode == "none" { return nil }
-        guard let mode = IOMMUMode(rawValue: iommuMode) else {
-            throw ValidationError("--iommu-mode '\(iommuMode)' must be mirror, refcount or none")
-        }
-        return mode
-    }
+    func iommu() throws -> IOMMUMode? { try parseIOMMUMode(iommuMode) }
 
     func memoryBytes() throws -> UInt64 {
         guard let size = NumberParser.size(memory) else {

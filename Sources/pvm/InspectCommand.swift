@@ -3,6 +3,7 @@ import EL2
 import Inspection
 import ModelScript
 import Synchronization
+import Tracing
 import VMM
 #if canImport(Glibc)
 import Glibc

@@ -44,17 +44,19 @@ struct MachineOptions: ParsableArguments {
         guard base + size <= 1 << UInt64(ipaBits) else {
             throw ValidationError("RAM [\(ramBase), +\(memory)) does not fit a \(ipaBits)-bit IPA space")
         }
-        switch iommuMode {
-        case "none": c.iommu = nil
-        default:
-            guard let mode = IOMMUMode(rawValue: iommuMode) else {
-                throw ValidationError("--iommu-mode '\(iommuMode)' must be mirror, refcount or none")
-            }
-            c.iommu = mode
-        }
+        c.iommu = try parseIOMMUMode(iommuMode)
         c.memory = size
         c.ipaBits = ipaBits
         c.ramBase = base
         return c
     }
+}
+
+/// `--iommu-mode`: an SMMU design, or nil for `none`.
+func parseIOMMUMode(_ text: String) throws -> IOMMUMode? {
+    if text == "none" { return nil }
+    guard let mode = IOMMUMode(rawValue: text) else {
+        throw ValidationError("--iommu-mode '\(text)' must be mirror, refcount or none")
+    }
+    return mode
 }

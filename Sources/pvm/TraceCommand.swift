@@ -1,10 +1,6 @@
 import ArgumentParser
-import Inspection
 import ModelScript
 import Tracing
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `pvm trace FILE`: read a `pvm boot --trace` file back as text, filtered; follow one page's
 /// life; export a Perfetto timeline.
@@ -122,7 +118,7 @@ struct TraceCommand: ParsableCommand {
             if var h = history, r.kind == .machine {
                 _ = h.apply(r, resolver)
                 history = h
-                if let m = resolver.soleMachine, let gfn = followedGFN(h.pfn, m) {
+                if let m = resolver.soleMachine, let gfn = m.gfn(pfn: h.pfn) {
                     out += "  guest RAM of vm 0x\(String(m.vm, radix: 16)) (\(m.image)): gfn 0x\(String(gfn, radix: 16))\n"
                 }
                 out += "  at start: \(h.summary)\n"
@@ -138,11 +134,14 @@ struct TraceCommand: ParsableCommand {
                     history = h
                 }
             }
-            if out.utf8.count > 1 << 16 { emit(&out) }
+            if out.utf8.count > 1 << 16 {
+                print(out, terminator: "")
+                out = ""
+            }
         }
         if let history { out += "\(selected.count) events touch PFN 0x\(String(history.pfn, radix: 16)); at the end: \(history.summary)\n" }
         if summary { out += summaryText(selected, total: trace.records.count) }
-        emit(&out)
+        print(out, terminator: "")
         if let chrome {
             do { try TextFile.write(ChromeTraceExporter.export(selected), to: chrome) } catch {
                 printError("pvm trace: \(error)")
@@ -150,11 +149,6 @@ struct TraceCommand: ParsableCommand {
             }
             printError("pvm trace: wrote \(selected.count) events to \(chrome) (Chrome trace-event JSON; open it at ui.perfetto.dev)")
         }
-    }
-
-    private func followedGFN(_ pfn: UInt64, _ m: TraceMachine) -> UInt64? {
-        let base = m.guestRAMBase >> 12
-        return pfn >= base && pfn - base < m.guestMemory >> 12 ? pfn - base : nil
     }
 
     private func summaryText(_ records: [TraceRecord], total: Int) -> String {
@@ -170,16 +164,5 @@ struct TraceCommand: ParsableCommand {
         return o + "\n"
     }
 
-    private func emit(_ out: inout String) {
-        out.withUTF8 { b in
-            var done = 0
-            while done < b.count {
-                let n = write(1, b.baseAddress! + done, b.count - done)
-                if n <= 0 { if errno == EINTR { continue }; break }
-                done += n
-            }
-        }
-        out = ""
-    }
 }
 
