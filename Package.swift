@@ -4,19 +4,22 @@
 //
 // Modules follow the architecture and depend one way:
 //
-//   pvm (CLI) ──► ModelScript ─────────────► EL2
-//        │  └───► VMM ──► KVM ──► CKVM      ▲
-//        │         │  └──────────────────────┤
-//        │         └──► EmbeddedImages       │
-//        └──────► HostMemory ────────────────┘ (EL2 never allocates or calls the OS)
+//   pvm (CLI) ──► ModelScript ──────────────────────────► EL2
+//        │  ├───► KVMBackend ──► VMM (machine core) ──────┤
+//        │  │         └──► KVM ──► CKVM        │           │
+//        │  ├───► ScriptedBackend ──► VMM      └► HostMemory (EL2 never allocates or calls the OS)
+//        │  └───► EmbeddedImages
 //
-// EL2 is pure Swift and deterministic: page ownership, stage-2 tables, pKVM transitions.
+// EL2 is pure Swift and deterministic: page ownership, stage-2 tables, pKVM transitions, and
+// the guest hypercall ABI of each pKVM profile (what kvm_handle_pvm_hvc64 and the host answer).
 // HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap), and
 // supplies EL2 with a fast page-clearing primitive (CHostMemory: non-temporal stores).
 // ModelScript is the `pvm model` language, kept out of the executable so tests drive it in-process.
 // KVM is a typed layer over /dev/kvm (CKVM: the ioctl shim and uAPI definitions); it knows no
-// ownership rule. VMM is pKVM's host: guest memory (one memfd, three views), loading, vCPU
-// threads, devices and the calls into EL2; it mirrors EL2's stage-2s into the real MMU.
+// ownership rule. VMM is the backend-neutral machine core, pKVM's host: guest memory, loading,
+// vCPU threads, PSCI, the stage-2 fault path, devices, teardown and the calls into EL2. It runs
+// guests through the `ExecutionBackend` seam: KVMBackend (x86-64 on /dev/kvm, mirroring EL2's
+// guest stage-2 into the memslot) and ScriptedBackend (a test double replaying exits).
 // EmbeddedImages carries the firmware and guest images, built from Firmware/ and GuestImages/ by
 // the GuestImageBuilder plugin with the toolchain's clang and ld.lld.
 // Disassembly wraps Capstone (CCapstone, Debian's libcapstone-dev) for fault decoding and traces.
@@ -50,15 +53,15 @@ let package = Package(
         .target(name: "EmbeddedImages", plugins: ["GuestImageBuilder"]),
         .target(
             name: "VMM",
-            dependencies: [
-                "EL2", "KVM", "HostMemory", "EmbeddedImages", "Disassembly", "Tracing",
-                .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            dependencies: ["EL2", "HostMemory", "Tracing", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .target(name: "KVMBackend", dependencies: ["VMM", "EL2", "KVM", "HostMemory", "Disassembly", "Tracing"]),
+        .target(name: "ScriptedBackend", dependencies: ["VMM", "EL2", "Tracing"]),
         .executableTarget(
             name: "pvm",
             dependencies: [
-                "EL2", "HostMemory", "ModelScript", "VMM", "KVM", "CKVMBaseline", "Tracing", "Inspection",
+                "EL2", "HostMemory", "ModelScript", "VMM", "KVMBackend", "ScriptedBackend", "EmbeddedImages", "KVM",
+                "CKVMBaseline", "Tracing", "Inspection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -66,7 +69,11 @@ let package = Package(
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "EL2", "KVM", "EmbeddedImages", "Tracing", "Disassembly"]),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "ScriptedBackend", "EL2", "EmbeddedImages", "Tracing"]),
+        .testTarget(
+            name: "KVMBackendTests",
+            dependencies: ["KVMBackend", "VMM", "EL2", "KVM", "EmbeddedImages", "Tracing", "Disassembly"]
+        ),
         .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "ModelScript", "EL2"]),
     ]

@@ -142,9 +142,12 @@ static void unshare_race(u64 bounce)
 int main(const struct pvm_boot_config *config)
 {
     payload_console_init(config);
-    if (is_protected(config)) {
-        smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_BLOCK_MMIO_GPA, 0, 0);
-        smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_DMA_MMIO_GPA, 0, 0);
+    /* Under a pKVM with the MMIO guard (Android's), map the devices' pages first. */
+    if (is_protected(config) && (smccc_call(KVM_FEATURES_FID, 0, 0, 0).a0 & KVM_FEATURE_MMIO_GUARD_MAP)) {
+        check("MMIO_GUARD_MAP of the block device", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_BLOCK_MMIO_GPA, 0, 0),
+              SMCCC_RET_SUCCESS);
+        check("MMIO_GUARD_MAP of the DMA engine", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_DMA_MMIO_GPA, 0, 0),
+              SMCCC_RET_SUCCESS);
     }
 
     assigned_engine(config);

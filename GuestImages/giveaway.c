@@ -5,9 +5,17 @@
  */
 #include "payload.h"
 
+/* MEM_RELINQUISH is Android's: this image asks to be run under the android profile. */
+PVM_REQUIRES_ABI("android");
+
 int main(const struct pvm_boot_config *config)
 {
     payload_console_init(config);
+    if (!(smccc_call(KVM_FEATURES_FID, 0, 0, 0).a0 & KVM_FEATURE_MEM_RELINQUISH)) {
+        console_puts("giveaway: this pKVM does not offer MEM_RELINQUISH (an Android call): "
+                     "run it with --pkvm-abi android\n");
+        psci_system_reset();
+    }
 
     u64 page = scratch_page(config, 0);
     if (page == 0) {

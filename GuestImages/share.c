@@ -1,6 +1,7 @@
 /*
  * share: regression checks of the hypercall ABI (docs/abi.md), one line per check, then a
- * summary and SYSTEM_OFF. With more than one vCPU, every vCPU also shares and unshares its own
+ * summary and SYSTEM_OFF. It tells the two pKVM profiles apart by FEATURES, as a guest written
+ * for both would, and expects each one's answers. With more than one vCPU, every vCPU also shares and unshares its own
  * page concurrently.
  */
 #include "payload.h"
@@ -102,7 +103,7 @@ static void smp_checks(const struct pvm_boot_config *config)
         return;
     }
 
-    check("AFFINITY_INFO(1) before CPU_ON is off", (u64)psci_affinity_info(1),
+    check("AFFINITY_INFO(vCPU 1) before CPU_ON is off", (u64)psci_affinity_info(PVM_VCPU_MPIDR(1)),
           (u64)PSCI_AFFINITY_OFF);
 
     u64 failures = 0;
@@ -115,7 +116,7 @@ static void smp_checks(const struct pvm_boot_config *config)
         __atomic_store_n(&cpus[i].done, 0, __ATOMIC_RELEASE);
     }
     for (u64 i = 1; i < n; i++) {
-        s64 ret = psci_cpu_on(i, (u64)(uintptr_t)secondary_entry, (u64)(uintptr_t)&cpus[i]);
+        s64 ret = psci_cpu_on(PVM_VCPU_MPIDR(i), (u64)(uintptr_t)secondary_entry, (u64)(uintptr_t)&cpus[i]);
         if (ret != PSCI_RET_SUCCESS) {
             console_puts("share: CPU_ON(");
             console_dec(i);
@@ -137,7 +138,7 @@ static void smp_checks(const struct pvm_boot_config *config)
         bool off = false;
         while (rdtsc() < deadline) {
             if (__atomic_load_n(&cpus[i].done, __ATOMIC_ACQUIRE) &&
-                psci_affinity_info(i) == PSCI_AFFINITY_OFF) {
+                psci_affinity_info(PVM_VCPU_MPIDR(i)) == PSCI_AFFINITY_OFF) {
                 off = true;
                 break;
             }
@@ -187,65 +188,82 @@ int main(const struct pvm_boot_config *config)
     console_dec(config->vcpu_count);
     console_puts(config->vcpu_count == 1 ? " vCPU\n" : " vCPUs\n");
 
-    struct smccc_res r = smccc_call(SMCCC_VERSION_FID, 0, 0, 0);
-    check("SMCCC_VERSION", r.a0, SMCCC_VERSION_1_1);
+    /* Which pKVM answers: Android's advertises the MMIO guard, mainline's does not. */
+    struct smccc_res r = smccc_call(KVM_FEATURES_FID, 0, 0, 0);
+    bool android = (r.a0 & KVM_FEATURE_MMIO_GUARD_ENROLL) != 0 ||
+                   (!is_protected(config) && (r.a0 & KVM_FEATURE_MEM_RELINQUISH) != 0);
+    console_puts(android ? "share: Android pKVM ABI\n" : "share: mainline pKVM ABI\n");
+
+    u64 features = r.a0;
+    r = smccc_call(SMCCC_VERSION_FID, 0, 0, 0);
+    check("SMCCC_VERSION", r.a0, android && is_protected(config) ? SMCCC_VERSION_1_2 : SMCCC_VERSION_1_1);
 
     r = smccc_call(KVM_VENDOR_UID_FID, 0, 0, 0);
     check("vendor UID x0", r.a0, KVM_UID_REG0);
     check("vendor UID x1", r.a1, KVM_UID_REG1);
     check("vendor UID x2", r.a2, KVM_UID_REG2);
     check("vendor UID x3", r.a3, KVM_UID_REG3);
+    check("unknown function 0xC6000030", (u64)smccc_call0(0xC6000030U, 0, 0, 0), (u64)SMCCC_RET_NOT_SUPPORTED);
 
     if (!is_protected(config)) {
-        r = smccc_call(KVM_FEATURES_FID, 0, 0, 0);
-        check("FEATURES", r.a0, KVM_FEATURES_NON_PROTECTED);
-        check("HYP_MEMINFO", (u64)smccc_call0(KVM_HYP_MEMINFO_FID, 0, 0, 0), PVM_GRANULE);
+        /* No EL2 handler: the host answers. */
+        check("FEATURES", features, android ? 0x207 : 0x3);
+        check("HYP_MEMINFO", (u64)smccc_call0(KVM_HYP_MEMINFO_FID, 0, 0, 0),
+              android ? PVM_GRANULE : (u64)SMCCC_RET_NOT_SUPPORTED);
         *(volatile u64 *)(uintptr_t)private_page = 1;
-        check("MEM_SHARE not supported", (u64)pvm_mem_share(private_page),
-              (u64)SMCCC_RET_NOT_SUPPORTED);
+        check("MEM_SHARE not supported", (u64)pvm_mem_share(private_page), (u64)SMCCC_RET_NOT_SUPPORTED);
+        check("PSCI_VERSION", (u64)smccc_call0(PSCI_VERSION_FID, 0, 0, 0),
+              android ? PSCI_VERSION_1_1 : PSCI_VERSION_1_3);
         goto summary;
     }
 
     r = smccc_call(KVM_FEATURES_FID, 0, 0, 0);
-    check("FEATURES", r.a0, KVM_FEATURES_PROTECTED);
+    check("FEATURES", r.a0, android ? 0xFFD : 0x1D);
     check("FEATURES x1..x3", r.a1 | r.a2 | r.a3, 0);
-    check("HYP_MEMINFO", (u64)smccc_call0(KVM_HYP_MEMINFO_FID, 0, 0, 0), PVM_GRANULE);
-    check("HYP_MEMINFO x1=1", (u64)smccc_call0(KVM_HYP_MEMINFO_FID, 1, 0, 0),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
-    check("unknown function 0xC600003F", (u64)smccc_call0(0xC600003FU, 0, 0, 0),
-          (u64)SMCCC_RET_NOT_SUPPORTED);
+    r = smccc_call(KVM_HYP_MEMINFO_FID, 0, 0, 0);
+    check("HYP_MEMINFO", r.a0, PVM_GRANULE);
+    check("HYP_MEMINFO x1 (range forms)", r.a1, android ? KVM_FUNC_HAS_RANGE : 0);
+    check("HYP_MEMINFO x1=1", (u64)smccc_call0(KVM_HYP_MEMINFO_FID, 1, 0, 0), (u64)SMCCC_RET_INVALID_PARAMETER);
 
     /* The untouched page: MEM_SHARE must fault it in and retry. */
-    check("MEM_SHARE untouched page", (u64)pvm_mem_share(untouched), 0);
+    r = smccc_call(KVM_MEM_SHARE_FID, untouched, 0, 0);
+    check("MEM_SHARE untouched page", r.a0, 0);
+    check("MEM_SHARE x1 (pages shared)", r.a1, android ? 1 : 0);
     fill(untouched, 0x5eed);
     check("shared page reads back", verify(untouched, 0x5eed), 0);
     check("MEM_SHARE again", (u64)pvm_mem_share(untouched), (u64)SMCCC_RET_INVALID_PARAMETER);
 
     /* Argument checks on a touched page that stays private. */
     *(volatile u64 *)(uintptr_t)private_page = 0x1234;
-    check("MEM_SHARE misaligned", (u64)pvm_mem_share(private_page + 8),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
-    check("MEM_SHARE x2=1", (u64)smccc_call0(KVM_MEM_SHARE_FID, private_page, 1, 0),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
-    check("MEM_SHARE x3=1", (u64)smccc_call0(KVM_MEM_SHARE_FID, private_page, 0, 1),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
-    check("MEM_SHARE beyond RAM", (u64)pvm_mem_share(config->ram_size + 0x10000000ULL),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
+    check("MEM_SHARE misaligned", (u64)pvm_mem_share(private_page + 8), (u64)SMCCC_RET_INVALID_PARAMETER);
+    if (!android)  /* Android reads x2 as a page count */
+        check("MEM_SHARE x2=1", (u64)smccc_call0(KVM_MEM_SHARE_FID, private_page, 1, 0),
+              (u64)SMCCC_RET_INVALID_PARAMETER);
+    check("MEM_SHARE x3=1", (u64)smccc_call0(KVM_MEM_SHARE_FID, private_page, 0, 1), (u64)SMCCC_RET_INVALID_PARAMETER);
 
     check("MEM_UNSHARE", (u64)pvm_mem_unshare(untouched), 0);
     check("contents intact after unshare", verify(untouched, 0x5eed), 0);
     check("MEM_UNSHARE again", (u64)pvm_mem_unshare(untouched), (u64)SMCCC_RET_INVALID_PARAMETER);
-    check("MEM_UNSHARE never-shared page", (u64)pvm_mem_unshare(private_page),
-          (u64)SMCCC_RET_INVALID_PARAMETER);
+    check("MEM_UNSHARE never-shared page", (u64)pvm_mem_unshare(private_page), (u64)SMCCC_RET_INVALID_PARAMETER);
     check("private page intact", *(volatile u64 *)(uintptr_t)private_page, 0x1234);
 
+    if (android) {
+        /* The firmware enrolled in the MMIO guard. */
+        check("MMIO_GUARD_MAP of a mapped page", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, private_page, 0, 0),
+              (u64)SMCCC_RET_INVALID_PARAMETER);
+        check("MMIO_GUARD_UNMAP (a no-op)", (u64)smccc_call0(KVM_MMIO_GUARD_UNMAP_FID, PVM_CONSOLE_MMIO_GPA, 0, 0), 0);
+    }
+
+    check("PSCI_VERSION", (u64)smccc_call0(PSCI_VERSION_FID, 0, 0, 0), android ? PSCI_VERSION_1_1 : PSCI_VERSION_1_3);
     check("PSCI_FEATURES(CPU_ON)", (u64)smccc_call0(PSCI_FEATURES_FID, PSCI_CPU_ON_FID, 0, 0), 0);
-    check("AFFINITY_INFO(0)", (u64)psci_affinity_info(0), (u64)PSCI_AFFINITY_ON);
-    check("CPU_ON(0) already on",
-          (u64)psci_cpu_on(0, (u64)(uintptr_t)secondary_entry, (u64)(uintptr_t)&cpus[0]),
+    check("MIGRATE_INFO_TYPE", (u64)smccc_call0(PSCI_MIGRATE_INFO_TYPE_FID, 0, 0, 0),
+          android ? (u64)PSCI_RET_NOT_SUPPORTED : PSCI_MIGRATE_INFO_TYPE_TOS_MP);
+    check("AFFINITY_INFO(vCPU 0)", (u64)psci_affinity_info(PVM_VCPU_MPIDR(0)), (u64)PSCI_AFFINITY_ON);
+    check("CPU_ON(vCPU 0) already on",
+          (u64)psci_cpu_on(PVM_VCPU_MPIDR(0), (u64)(uintptr_t)secondary_entry, (u64)(uintptr_t)&cpus[0]),
           (u64)PSCI_RET_ALREADY_ON);
     check("CPU_ON(vcpu_count) bad target",
-          (u64)psci_cpu_on(config->vcpu_count, (u64)(uintptr_t)secondary_entry,
+          (u64)psci_cpu_on(PVM_VCPU_MPIDR(config->vcpu_count), (u64)(uintptr_t)secondary_entry,
                            (u64)(uintptr_t)&cpus[0]),
           (u64)PSCI_RET_INVALID_PARAMS);
 

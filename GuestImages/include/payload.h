@@ -4,6 +4,19 @@
 
 #include "pvm_guest.h"
 
+/*
+ * An ELF note (name "pvm", type 1) telling the VMM which pKVM ABI profile the image is written
+ * for: "mainline" or "android". `pvm boot` runs the image under it unless --pkvm-abi says
+ * otherwise (docs/abi.md, "Profiles").
+ */
+#define PVM_NOTE_ABI_TYPE 1
+#define PVM_REQUIRES_ABI(profile)                                                             \
+    __attribute__((section(".note.pvm"), aligned(4), used)) static const struct {             \
+        u32 namesz, descsz, type;                                                             \
+        char name[4];                                                                         \
+        char desc[(sizeof(profile) + 3) & ~3];                                                \
+    } pvm_abi_note = { 4, sizeof(profile), PVM_NOTE_ABI_TYPE, "pvm", profile }
+
 /* Called by start.S on the image's own 16 KiB stack with rdi = boot configuration. */
 int main(const struct pvm_boot_config *config);
 

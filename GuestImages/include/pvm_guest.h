@@ -72,8 +72,9 @@ static inline u64 mmio_read64(u64 gpa)
 __attribute__((noreturn)) void psci_system_off(void);
 __attribute__((noreturn)) void psci_system_reset(void);
 __attribute__((noreturn)) void psci_cpu_off(void);
-s64 psci_cpu_on(u64 target, u64 entry, u64 context);
-s64 psci_affinity_info(u64 target);
+/* Targets are MPIDR values (PVM_VCPU_MPIDR(index)), as PSCI names CPUs. */
+s64 psci_cpu_on(u64 target_mpidr, u64 entry, u64 context);
+s64 psci_affinity_info(u64 target_mpidr);  /* affinity level 0 */
 
 /* ---- pKVM memory calls ----------------------------------------------------------------------- */
 static inline s64 pvm_mem_share(u64 ipa) { return smccc_call0(KVM_MEM_SHARE_FID, ipa, 0, 0); }

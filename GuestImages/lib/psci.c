@@ -27,12 +27,12 @@ void psci_cpu_off(void)
     halt_forever();
 }
 
-s64 psci_cpu_on(u64 target, u64 entry, u64 context)
+s64 psci_cpu_on(u64 target_mpidr, u64 entry, u64 context)
 {
-    return smccc_call0(PSCI_CPU_ON_FID, target, entry, context);
+    return smccc_call0(PSCI_CPU_ON_FID, target_mpidr, entry, context);
 }
 
-s64 psci_affinity_info(u64 target)
+s64 psci_affinity_info(u64 target_mpidr)
 {
-    return smccc_call0(PSCI_AFFINITY_INFO_FID, target, 0, 0);
+    return smccc_call0(PSCI_AFFINITY_INFO_FID, target_mpidr, 0, 0);
 }

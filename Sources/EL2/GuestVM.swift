@@ -18,14 +18,26 @@ public final class GuestVM: @unchecked Sendable {
     /// Loaded vCPUs and other holders (`hyp_vm` refcount); teardown needs zero.
     public internal(set) var references = 0
 
+    /// vCPUs the VM was created with (`created_vcpus`).
+    public let vcpuCount: Int
+    /// PSCI power states and loaded vCPUs; taken inside the VM-table lock when both are held,
+    /// never with the host or guest locks.
+    let psci: Mutex<PSCIState>
+    /// Android's `KVM_ARCH_FLAG_MMIO_GUARD`: set by MMIO_GUARD_ENROLL (or by entering through
+    /// pvmfw), never cleared. Guarded by `lock`.
+    var mmioGuardEnrolled = false
+
     /// Set by finalize-teardown once the VM's pools are drained. Guarded by the host lock, so a
     /// memcache top-up that passed the `isDying` check re-checks it where the pages move.
     var isFinalized = false
 
     let lock = Mutex(())
 
-    init(handle: VMHandle, vmid: VMID, isProtected: Bool, stage2: Stage2PageTable, metadataPage: PhysAddr) {
+    init(handle: VMHandle, vmid: VMID, isProtected: Bool, vcpus: Int, bootState: VCPUPowerState,
+         stage2: Stage2PageTable, metadataPage: PhysAddr) {
         self.handle = handle
+        self.vcpuCount = vcpus
+        self.psci = Mutex(PSCIState(vcpus: vcpus, bootState: bootState))
         self.vmid = vmid
         self.isProtected = isProtected
         self.stage2 = stage2

@@ -70,10 +70,10 @@ extension Hypervisor {
         }
     }
 
-    /// `guest_get_page_state`: POISON for a poisoned invalid entry, NOPAGE for any other
-    /// invalid entry, else the software-bit state.
+    /// `guest_get_page_state`: POISON for a poisoned invalid entry, MMIO for Android's MMIO
+    /// guard note, NOPAGE for any other invalid entry, else the software-bit state.
     @inline(__always) func guestState(_ d: Stage2Descriptor) -> PageState {
-        if !d.isValid { return d.isPoisoned ? .poison : .noPage }
+        if !d.isValid { return d.isPoisoned ? .poison : d.isMMIOGuardNote ? .mmio : .noPage }
         return d.pageState
     }
 

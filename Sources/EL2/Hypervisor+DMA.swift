@@ -81,7 +81,7 @@ extension Hypervisor {
         }
     }
 
-    /// The stage-2 walk from the STE's S2TTB (spec section 5) and the checks on the leaf.
+    /// The stage-2 walk from the STE's S2TTB (SMMUv3 IHI 0070 3.4, using the VMSAv8-64 stage-2 walk) and the checks on the leaf.
     private func walkAndFill(_ smmu: SMMU, _ stream: StreamID, _ domain: IOMMUDomain, _ iova: UInt64,
                              _ access: DMAAccess,
                              _ fault: (IOMMUEvent.ID, IOMMUDomainID?, PageOwnership?) -> IOMMUEventError,

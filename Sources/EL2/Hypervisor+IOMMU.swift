@@ -1,5 +1,5 @@
-/// The SMMU's configuration and the host's DMA mapping calls (spec stage2-iommu.md sections 8
-/// and 9): booting the SMMU, mirroring the host stage-2 into the identity domain, attaching
+/// The SMMU's configuration and the host's DMA mapping calls (PKVM-v4's SMMUv3
+/// series, Android's kvm_iommu_ops): booting the SMMU, mirroring the host stage-2 into the identity domain, attaching
 /// and assigning streams, and the paging-domain map / unmap of `IOMMUMode.refcount`.
 extension Hypervisor {
     /// Paging domains the host may have at once in `IOMMUMode.refcount` (one PGD slot each).

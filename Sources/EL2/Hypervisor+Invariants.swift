@@ -21,6 +21,8 @@ public struct InvariantViolation: Hashable, Sendable, CustomStringConvertible {
 /// 6. Every page EL2 holds is accounted for (a table of a live stage-2, a pool or memcache page,
 ///    a VM structure, an SMMU table, pool or stream-table page), and every table page's refcount
 ///    equals its non-zero entries.
+/// 3a. A guest's invalid entries are empty, POISONED (last level), or Android's MMIO guard note
+///     (last level, only in an enrolled protected VM under the android profile).
 /// 7. The SMMU (Hypervisor+IOMMUInvariants.swift): every IOMMU mapping and every cached IOTLB
 ///    entry is allowed by ownership.
 extension Hypervisor {
@@ -94,7 +96,18 @@ extension Hypervisor {
                     guard !e.isTable else { return }
                     let d = e.descriptor
                     guard d.isLeaf(level: e.level) else {
-                        if !d.isPoisoned { c.add("\(name) ipa \(hex(e.ipa)): invalid entry \(d) is neither empty nor POISONED") }
+                        if d.isMMIOGuardNote {
+                            // Android's MMIO guard: a page's note, written only for an enrolled
+                            // protected VM under the android profile.
+                            if e.level != Stage2Geometry.lastLevel {
+                                c.add("\(name) ipa \(hex(e.ipa)): MMIO guard note above the last level (L\(e.level))")
+                            }
+                            if profile != .android || !vm.isProtected || !vm.mmioGuardEnrolled {
+                                c.add("\(name) ipa \(hex(e.ipa)): MMIO guard note in a VM that did not enroll")
+                            }
+                        } else if !d.isPoisoned {
+                            c.add("\(name) ipa \(hex(e.ipa)): invalid entry \(d) is neither empty, POISONED nor an MMIO guard note")
+                        }
                         return
                     }
                     let state = d.pageState

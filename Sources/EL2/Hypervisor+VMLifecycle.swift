@@ -11,39 +11,63 @@ extension Hypervisor {
         }
     }
 
-    /// `__pkvm_init_vm`: creates a VM from pages the host donates.
+    /// `__pkvm_reserve_vm` + `__pkvm_init_vm`: creates a VM with `vcpus` vCPUs from pages the
+    /// host donates. The order of checks and the errnos are the profile's (pkvm.c):
     ///
-    /// Checks, in order: PGD aligned to its size (-EINVAL); a free VM-table slot (-ENOMEM); then
-    /// each donation as `__pkvm_host_donate_hyp` checks it (-EINVAL, -EPERM). Nothing changes
-    /// unless everything passes.
-    public func createVM(protected: Bool, donating donation: VMDonation) throws(HypError) -> VMHandle {
-        guard donation.pgd.rawValue % UInt64(geometry.pgdPages) == 0 else { throw .EINVAL }
+    /// - mainline (v7.1-rc4): a free VM-table slot (-ENOMEM, `__pkvm_reserve_vm`); at least one
+    ///   vCPU (-EINVAL); the VM structure's donation, then the PGD's (-ENOMEM for any failure,
+    ///   `map_donated_memory`; pvm also requires the PGD aligned to its size, which the
+    ///   concatenated tables need, and reports a misaligned one as that failed donation).
+    /// - android (6.12): at least one vCPU (-EINVAL); the PGD aligned and both donations
+    ///   (-EINVAL); a free slot (-ENOMEM).
+    ///
+    /// Each donation is checked as `__pkvm_host_donate_hyp` checks it; nothing changes unless
+    /// everything passes.
+    public func createVM(protected: Bool, vcpus: Int = 1, donating donation: VMDonation) throws(HypError) -> VMHandle {
+        let donationError: HypError = profile == .mainline ? .ENOMEM : .EINVAL
+        let pgdPages = UInt64(geometry.pgdPages)
         return try vmTableLock.withLock { _ throws(HypError) -> VMHandle in
-            guard let slot = vmTable.firstIndex(where: { $0 == nil }) else { throw .ENOMEM }
-            let handle = VMHandle(rawValue: VMHandle.offset + UInt16(slot))
-            let vmid = VMID(rawValue: UInt16(slot + 1))
-            let pgdPages = UInt64(geometry.pgdPages)
-            let stage2 = try withHostAndHypLocks { () throws(HypError) -> Stage2PageTable in
-                for (pfn, n) in [(donation.metadata, 1), (donation.pgd, pgdPages)] {
-                    guard pfnRangeIsValid(pfn, n) else { throw .EINVAL }
-                    try checkHostRange(pfn.address, pages: n, .owned)
-                    try checkHypRange(pfn.address, pages: n, .noPage)
+            let free = vmTable.firstIndex(where: { $0 == nil })
+            if profile == .mainline, free == nil { throw .ENOMEM }
+            guard vcpus >= 1, vcpus <= Self.maxVCPUsPerVM else { throw .EINVAL }
+            let (slot, stage2) = try withHostAndHypLocks { () throws(HypError) -> (Int, Stage2PageTable) in
+                do throws(HypError) {
+                    guard donation.pgd.rawValue % pgdPages == 0 else { throw .EINVAL }
+                    for (pfn, n) in [(donation.metadata, 1), (donation.pgd, pgdPages)] {
+                        guard pfnRangeIsValid(pfn, n) else { throw .EINVAL }
+                        try checkHostRange(pfn.address, pages: n, .owned, dmaUnmapped: true)
+                        try checkHypRange(pfn.address, pages: n, .noPage)
+                    }
+                    if donation.metadata >= donation.pgd && donation.metadata < donation.pgd.advanced(by: pgdPages) {
+                        throw .EPERM
+                    }
+                } catch {
+                    throw donationError
                 }
-                let overlap = donation.metadata >= donation.pgd && donation.metadata < donation.pgd.advanced(by: pgdPages)
-                if overlap { throw .EPERM }
+                guard let slot = free else { throw .ENOMEM }
                 try donateToHypLocked(donation.metadata, pages: 1)
                 try donateToHypLocked(donation.pgd, pages: pgdPages)
-                return Stage2PageTable(geometry: geometry, vmid: vmid, root: donation.pgd.address, memory: memory,
-                                       vmemmap: vmemmap, tableUse: .guestTable, freeUse: .guestPoolFree, sink: sink)
+                let table = Stage2PageTable(geometry: geometry, vmid: VMID(rawValue: UInt16(slot + 1)),
+                                            root: donation.pgd.address, memory: memory, vmemmap: vmemmap,
+                                            tableUse: .guestTable, freeUse: .guestPoolFree, sink: sink)
+                return (slot, table)
             }
+            let handle = VMHandle(rawValue: VMHandle.offset + UInt16(slot))
+            let vmid = stage2.vmid
             let metadata = donation.metadata.address
             meta(metadata).pointee.use = .vmMetadata
             writeVMHeader(metadata, handle: handle, vmid: vmid, protected: protected)
-            setVMTableEntry(slot, GuestVM(handle: handle, vmid: vmid, isProtected: protected, stage2: stage2,
+            // Android starts the boot vCPU ON_PENDING (it becomes ON when first run); mainline's
+            // host marks it RUNNABLE.
+            setVMTableEntry(slot, GuestVM(handle: handle, vmid: vmid, isProtected: protected, vcpus: vcpus,
+                                          bootState: profile == .android ? .onPending : .on, stage2: stage2,
                                           metadataPage: metadata))
             return handle
         }
     }
+
+    /// The most vCPUs a VM may have (`KVM_MAX_VCPUS` is larger; pvm's VMM runs at most 64).
+    public static let maxVCPUsPerVM = 512
 
     /// EL2's VM structure, as much of it as pvm keeps in the donated page: "pvmVM" magic,
     /// handle, VMID, protected flag. Zeroed at teardown.
@@ -87,12 +111,14 @@ extension Hypervisor {
         }
     }
 
-    /// `__pkvm_start_teardown_vm`: marks a VM dying. -ENOENT if there is no such VM, -EBUSY while
-    /// it has references (loaded vCPUs), -EINVAL if already dying.
+    /// `__pkvm_start_teardown_vm`: marks a VM dying. In order: no such VM, a VM with references
+    /// (loaded vCPUs), a VM already dying. Mainline (v7.1-rc4, `get_pkvm_unref_hyp_vm_locked`)
+    /// answers -EINVAL to all three; Android 6.12 answers -ENOENT, -EBUSY, -EINVAL.
     public func startTeardown(vm handle: VMHandle) throws(HypError) {
+        let android = profile == .android
         let vm = try vmTableLock.withLock { _ throws(HypError) -> GuestVM in
-            guard let vm = lookupLocked(handle) else { throw .ENOENT }
-            if vm.references != 0 { throw .EBUSY }
+            guard let vm = lookupLocked(handle) else { throw android ? .ENOENT : .EINVAL }
+            if vm.references != 0 { throw android ? .EBUSY : .EINVAL }
             if vm.isDying { throw .EINVAL }
             vm.isDying = true
             return vm
@@ -112,7 +138,9 @@ extension Hypervisor {
 
     /// `__pkvm_finalize_teardown_vm`: removes a dying VM and returns every page EL2 held for it.
     ///
-    /// -ENOENT if there is no such VM, -EBUSY if it is not dying. Then: the VMID is flushed;
+    /// Mainline (v7.1-rc4) answers -EINVAL for a missing or referenced VM and for one that is not
+    /// dying; Android 6.12 answers -ENOENT for a missing VM and -EBUSY for one not dying, and does
+    /// not look at references. Then: the VMID is flushed;
     /// the stage-2 is destroyed; its table pages and PGD go back to the host zeroed; unused
     /// memcache pages go back as they came; the VM structure page is zeroed and returned.
     /// Returns the number of pages given back.
@@ -121,9 +149,11 @@ extension Hypervisor {
     /// mapped stay donated to a VM that no longer exists (the invariant checker reports them).
     @discardableResult
     public func finalizeTeardown(vm handle: VMHandle) throws(HypError) -> Int {
+        let android = profile == .android
         let vm = try vmTableLock.withLock { _ throws(HypError) -> GuestVM in
-            guard let vm = lookupLocked(handle) else { throw .ENOENT }
-            guard vm.isDying else { throw .EBUSY }
+            guard let vm = lookupLocked(handle) else { throw android ? .ENOENT : .EINVAL }
+            if !android, vm.references != 0 { throw .EINVAL }
+            guard vm.isDying else { throw android ? .EBUSY : .EINVAL }
             setVMTableEntry(Int(handle.rawValue - VMHandle.offset), nil)
             return vm
         }
@@ -156,20 +186,38 @@ extension Hypervisor {
 }
 
 extension Hypervisor {
-    /// `pkvm_load_hyp_vcpu`: the host is about to run one of the VM's vCPUs, which holds a
-    /// reference on the VM until `putVCPU`. A missing or dying VM gives -EINVAL (pKVM returns
-    /// no vCPU), so a VM being torn down cannot be entered again.
-    public func loadVCPU(vm handle: VMHandle) throws(HypError) {
+    /// `pkvm_load_hyp_vcpu`: the host is about to run vCPU `index` of the VM, which holds a
+    /// reference on the VM until `putVCPU`. A missing or dying VM, an index the VM does not have,
+    /// or a vCPU already loaded gives -EINVAL (pKVM returns no vCPU and the host's vcpu_run
+    /// fails), so a VM being torn down cannot be entered again. A vCPU CPU_ON left ON_PENDING
+    /// becomes ON here, as Android's `pkvm_reset_vcpu` makes it on its first run.
+    public func loadVCPU(vm handle: VMHandle, vcpu index: Int = 0) throws(HypError) {
         try vmTableLock.withLock { _ throws(HypError) in
-            guard let vm = lookupLocked(handle), !vm.isDying else { throw .EINVAL }
+            guard let vm = lookupLocked(handle), !vm.isDying, index >= 0, index < vm.vcpuCount else { throw .EINVAL }
+            try vm.psci.withLock { p throws(HypError) in
+                guard !p.loaded[index] else { throw .EINVAL }
+                p.loaded[index] = true
+                if p.power[index] == .onPending { p.power[index] = .on }
+            }
             vm.references += 1
         }
     }
 
     /// `pkvm_put_hyp_vcpu`: drops the reference `loadVCPU` took.
-    public func putVCPU(vm handle: VMHandle) {
+    public func putVCPU(vm handle: VMHandle, vcpu index: Int = 0) {
         vmTableLock.withLock { _ in
-            if let vm = lookupLocked(handle), vm.references > 0 { vm.references -= 1 }
+            guard let vm = lookupLocked(handle), index >= 0, index < vm.vcpuCount else { return }
+            let wasLoaded = vm.psci.withLock { p -> Bool in
+                defer { p.loaded[index] = false }
+                return p.loaded[index]
+            }
+            if wasLoaded, vm.references > 0 { vm.references -= 1 }
         }
+    }
+
+    /// A vCPU's PSCI power state, or nil for no such VM or vCPU.
+    public func powerState(vm handle: VMHandle, vcpu index: Int) -> VCPUPowerState? {
+        guard let vm = vm(handle), index >= 0, index < vm.vcpuCount else { return nil }
+        return vm.psci.withLock { $0.power[index] }
     }
 }

@@ -46,6 +46,8 @@ public final class Hypervisor: @unchecked Sendable {
     public let smmu: SMMU?
     /// True in `IOMMUMode.refcount`: host transitions refuse pages with DMA references.
     let refcountsDMA: Bool
+    /// The pKVM whose guest ABI and host-call errnos EL2 reproduces.
+    public let profile: PKVMProfile
 
     /// pKVM's `KVM_MAX_PVMS`.
     public static let maxVMs = 255
@@ -73,8 +75,9 @@ public final class Hypervisor: @unchecked Sendable {
     /// - Parameters:
     ///   - ipaBits: IPA size of every stage-2 (VTCR_EL2.T0SZ); also the host's physical address size.
     ///   - iommu: build an SMMU keeping DMA consistent with ownership this way; nil for none.
+    ///   - profile: the pKVM tree whose guest ABI and errnos EL2 answers with.
     ///   - sink: receives every TLB invalidation, for the host and all guests.
-    public init(memory: PhysicalMemory, ipaBits: Int = 40, iommu: IOMMUMode? = nil,
+    public init(memory: PhysicalMemory, ipaBits: Int = 40, iommu: IOMMUMode? = nil, profile: PKVMProfile = .mainline,
                 sink: (any EL2EventSink)? = nil) throws(InitError) {
         guard let geometry = Stage2Geometry(ipaBits: ipaBits) else { throw .unsupportedIPABits(ipaBits) }
         let last = memory.regions[memory.regions.count - 1]
@@ -85,6 +88,7 @@ public final class Hypervisor: @unchecked Sendable {
         self.vmemmap = Vmemmap(pageCount: memory.pageCount)
         self.vmTable = Array(repeating: nil, count: Self.maxVMs)
         self.refcountsDMA = iommu == .refcount
+        self.profile = profile
 
         // Size the host stage-2 pool so that mapping every RAM page at page granularity can never
         // run out, plus slack for MMIO identity maps (reclaimed on demand, as host_stage2_try does).

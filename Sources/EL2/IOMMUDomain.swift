@@ -21,8 +21,8 @@ public struct IOMMUDomainID: RawRepresentable, Hashable, Comparable, Sendable, C
     public var description: String { rawValue < Self.firstGuest ? "domain \(rawValue)" : "domain \(hex(rawValue))" }
 }
 
-/// One SMMU translation domain: a stage-2 table in the CPU's format (spec stage2-iommu.md
-/// section 2) that the Stream Table Entries of its attached streams point at.
+/// One SMMU translation domain: a stage-2 table in the CPU's format (SMMUv3 IHI 0070
+/// 3.3.2: stage 2 uses the VMSAv8-64 stage-2 format) that the Stream Table Entries of its attached streams point at.
 ///
 /// Three kinds, after pKVM's designs:
 /// - `identity`: the host's DMA domain in `IOMMUMode.mirror`, a table EL2 keeps equal to what

@@ -1,5 +1,5 @@
 /// How EL2 keeps the host's DMA domains consistent with page ownership: the two designs pKVM's
-/// SMMUv3 support has had (docs/iommu.md; spec stage2-iommu.md sections 8 to 10).
+/// SMMUv3 support has had (docs/iommu.md: PKVM-v4's SMMUv3 series and Android's kvm_iommu_ops).
 public enum IOMMUMode: String, Sendable, CaseIterable, CustomStringConvertible {
     /// The trap-and-emulate design (pKVM SMMUv3 v4, "Shadow host stage-2"): host devices sit in
     /// one identity domain that mirrors the host stage-2. A transition that takes a page from

@@ -1,8 +1,8 @@
 import Synchronization
 
 /// EL2's SMMUv3-style IOMMU: a linear stream table in hyp-owned pages, translation domains whose
-/// tables use the CPU's stage-2 format, an IOTLB, and an event queue (spec stage2-iommu.md
-/// sections 7 to 11). Only EL2 writes its tables and STEs, as in pKVM and Gunyah: a device can
+/// tables use the CPU's stage-2 format, an IOTLB, and an event queue (Arm SMMUv3, IHI
+/// 0070). Only EL2 writes its tables and STEs, as in pKVM and Gunyah: a device can
 /// reach a page only if ownership allows it.
 ///
 /// The SMMU is stage-2 only: every STE is Config = 6 (stage-2 translate) or invalid, so a stream

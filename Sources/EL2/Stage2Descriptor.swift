@@ -118,6 +118,13 @@ public struct Stage2Descriptor: RawRepresentable, Hashable, Sendable, CustomStri
     /// The 56-bit metadata of an annotated invalid entry, bits 59:4.
     public var annotationMeta: UInt64 { (rawValue >> 4) & ((1 << 56) - 1) }
 
+    /// True for Android's MMIO guard note (`KVM_INVALID_PTE_MMIO_NOTE`): an invalid entry
+    /// that is exactly 0x800, with no owner and no type.
+    @inline(__always) public var isMMIOGuardNote: Bool { rawValue == SMCCCConstant.mmioGuardNote }
+
+    /// Android's MMIO guard note.
+    public static let mmioGuardNote = Stage2Descriptor(rawValue: SMCCCConstant.mmioGuardNote)
+
     /// True when this is an invalid entry of type POISONED (`guest_pte_is_poisoned`).
     @inline(__always) public var isPoisoned: Bool {
         !isValid && rawValue >> 60 == UInt64(InvalidPTEType.poisoned.rawValue)
@@ -166,6 +173,7 @@ public struct Stage2Descriptor: RawRepresentable, Hashable, Sendable, CustomStri
     /// The descriptor decoded field by field, as `pvm model`'s dump prints it.
     public func decoded(level: Int) -> String {
         if isZero { return "INVALID (empty)" }
+        if isMMIOGuardNote { return "INVALID MMIO guard note" }
         if !isValid {
             let type = annotationType.map(String.init(describing:)) ?? "type \(rawValue >> 60)"
             var s = "INVALID \(type) owner=\(annotationOwner.map(String.init(describing:)) ?? "?")"

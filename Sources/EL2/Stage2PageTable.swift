@@ -40,7 +40,7 @@ public final class Stage2PageTable: @unchecked Sendable {
         var invalidLow = UInt64.max
         var invalidHigh: UInt64 = 0
         // The SMMU domain whose STE points at this table, if any: its IOTLB entries must go
-        // with every TLB invalidation (a table shared by the CPU and the SMMU, spec 5).
+        // with every TLB invalidation (a table shared by the CPU and the SMMU, SMMUv3 IHI 0070 3.3.2).
         var iotlb: IOTLB?
         var iotlbDomain = IOMMUDomainID(rawValue: 0)
     }

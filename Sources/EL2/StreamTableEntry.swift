@@ -1,5 +1,5 @@
 /// An SMMUv3 Stream Table Entry, 64 bytes (8 doublewords), as EL2 writes it into the stream
-/// table for a stage-2-only SMMU (spec stage2-iommu.md section 11.2; Linux
+/// table for a stage-2-only SMMU (Arm SMMUv3 IHI 0070, 5.2 "Stream Table Entry"; Linux
 /// `arm_smmu_make_s2_domain_ste`, pKVM's hypervisor driver):
 ///
 /// | dword | bits | field |

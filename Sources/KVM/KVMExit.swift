@@ -22,7 +22,7 @@ public enum KVMExit: Sendable, Equatable {
     case memoryFault(address: UInt64, size: UInt64, flags: UInt64)
     /// `KVM_RUN` failed with EFAULT and no memory-fault report: the guest touched a page the
     /// memslot's host mapping does not allow, at an address KVM did not say (upstream's
-    /// behaviour for an HVA-backed slot, ../shared/spec/kvm-uapi.md 7.2). RIP still points at
+    /// behaviour for an HVA-backed slot, Documentation/virt/kvm/api.rst, KVM_RUN). RIP still points at
     /// the instruction; decode it to find the address.
     case unreportedFault
     /// `KVM_RUN` was interrupted (EINTR) or `immediate_exit` was set: another thread kicked us.

@@ -19,13 +19,14 @@ import Musl
 /// - `IOMMUMode.refcount`: the host driver maps the buffer into its paging domain before the
 ///   transfer (taking DMA references) and unmaps it after. A MEM_UNSHARE meanwhile is refused.
 ///
-/// The disk is synthetic and read-only: byte `o` is `GuestABI.blockByte(o)` (the guest computes
+/// The disk is synthetic and read-only: byte `o` is `GuestLayout.blockByte(o)` (the guest computes
 /// the same formula to check what it received).
 ///
 /// Registers (8 bytes each): SECTOR 0x00, ADDR 0x08 (guest-physical), LEN 0x10 (bytes, at most
 /// 64 KiB), CMD 0x18 (write 1: read from the disk), STATUS 0x20, DONE 0x28 (bytes landed),
 /// CHUNK 0x30 (bytes per DMA chunk, default 512), DELAY 0x38 (microseconds between chunks).
-final class BlockDevice: @unchecked Sendable {
+final class BlockDevice: MMIODevice, @unchecked Sendable {
+    let name = "virtio-blk"
     static let stream = StreamID(2)
     /// Disk size: 1 MiB.
     static let diskBytes: UInt64 = 1 << 20
@@ -43,7 +44,7 @@ final class BlockDevice: @unchecked Sendable {
         var delay: UInt64 = 0
         var status = Status.idle
         var done: UInt64 = 0
-        var thread: pthread_t?
+        var thread: ThreadHandle?
     }
 
     let registers = Mutex(Registers())
@@ -65,7 +66,7 @@ final class BlockDevice: @unchecked Sendable {
         engine = DMAEngine(name: "virtio-blk", stream: Self.stream, hypervisor: hypervisor, trace: trace)
     }
 
-    func read(offset: UInt64) -> UInt64 {
+    func read(offset: UInt64, size: Int) -> UInt64 {
         registers.withLock { r in
             switch offset {
             case 0x00: r.sector
@@ -80,10 +81,10 @@ final class BlockDevice: @unchecked Sendable {
         }
     }
 
-    func write(offset: UInt64, value: UInt64) {
+    func write(offset: UInt64, size: Int, value: UInt64) {
         // A command is accepted, and the device marked busy, in one critical section: two
         // vCPUs writing CMD at once start one transfer, not two.
-        let request = registers.withLock { r -> (UInt64, UInt64, UInt64, Int, UInt64, pthread_t?)? in
+        let request = registers.withLock { r -> (UInt64, UInt64, UInt64, Int, UInt64, ThreadHandle?)? in
             guard r.status != .busy else { return nil }  // registers are frozen during a transfer
             switch offset {
             case 0x00: r.sector = value
@@ -111,12 +112,12 @@ final class BlockDevice: @unchecked Sendable {
         guard let (sector, address, length, chunk, delay, previous) = request else { return }
         // The previous transfer has finished (the device was not busy); reap its thread
         // outside the lock.
-        if let previous { pthread_join(previous, nil) }
+        previous?.join()
         // Only this path creates threads, and only while the device is busy, so at most one
         // backend thread exists at a time.
-        let thread = spawnThread { [self] in
+        let thread = try? ThreadHandle.spawn { [self] in
             transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
-        }
+        }.get()
         registers.withLock { r in
             if let thread { r.thread = thread } else { r.status = .rejected }
         }
@@ -141,7 +142,7 @@ final class BlockDevice: @unchecked Sendable {
         }
         let base = sector * 512
         let outcome = engine.store(at: pa, count: Int(length), chunk: chunk, produce: { offset, piece in
-            for i in 0 ..< piece.count { piece[i] = GuestABI.blockByte(base + UInt64(offset + i)) }
+            for i in 0 ..< piece.count { piece[i] = GuestLayout.blockByte(base + UInt64(offset + i)) }
         }, between: { [self] done in
             registers.withLock { $0.done = UInt64(done) }
             if delay > 0 { usleep(UInt32(delay)) }
@@ -159,7 +160,7 @@ final class BlockDevice: @unchecked Sendable {
     /// Abandons a transfer in flight and waits for the backend thread (teardown).
     func stop() {
         cancelled.store(true, ordering: .relaxed)
-        let thread = registers.withLock { r -> pthread_t? in defer { r.thread = nil }; return r.thread }
-        if let thread { pthread_join(thread, nil) }
+        let thread = registers.withLock { r -> ThreadHandle? in defer { r.thread = nil }; return r.thread }
+        thread?.join()
     }
 }

@@ -4,7 +4,7 @@ import HostMemory
 
 /// A host access to guest memory that EL2 refused: the VMM's view of pKVM's host stage-2 fault
 /// (`handle_host_mem_abort` answering -EPERM).
-public struct HostAccessError: Error, Equatable, CustomStringConvertible {
+public struct HostAccessError: Error, Equatable, Sendable, CustomStringConvertible {
     public let gpa: UInt64
     public let pa: UInt64
     public let count: Int
@@ -17,9 +17,11 @@ public struct HostAccessError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The only way the VMM's own code touches guest memory. Every access first asks EL2 whether
-/// the host may touch those pages (`Hypervisor.hostAccess`, which maps host-owned pages into
-/// the host stage-2 on demand as host_stage2_idmap does) and only then copies through the host
-/// view, whose protection EL2 keeps in step: a bypass would fault, not leak.
+/// the host may touch those pages (`Hypervisor.withHostAccess`, which maps host-owned pages into
+/// the host stage-2 on demand as host_stage2_idmap does) and copies while EL2 still holds the
+/// host lock, so no guest MEM_UNSHARE on another vCPU can take a page away between the check and
+/// the copy. The copy goes through the host view, whose protection EL2 keeps in step with the
+/// host stage-2: a bypass would fault, not leak.
 public final class HostAccessor: Sendable {
     let hypervisor: Hypervisor
     let hostView: SharedMemoryFile.View
@@ -37,25 +39,31 @@ public final class HostAccessor: Sendable {
 
     /// Reads `count` bytes of guest RAM at `gpa`.
     public func read(gpa: UInt64, count: Int) throws(HostAccessError) -> [UInt8] {
-        let offset = try check(gpa: gpa, count: count, isWrite: false)
-        return Array(UnsafeRawBufferPointer(rebasing: hostView.buffer[offset ..< offset + count]))
+        try access(gpa: gpa, count: count, isWrite: false) { bytes in Array(UnsafeRawBufferPointer(bytes)) }
     }
 
     /// Writes `bytes` to guest RAM at `gpa`.
     public func write(gpa: UInt64, _ bytes: [UInt8]) throws(HostAccessError) {
         guard !bytes.isEmpty else { return }
-        let offset = try check(gpa: gpa, count: bytes.count, isWrite: true)
-        bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: hostView.buffer[offset ..< offset + bytes.count]).copyMemory(from: $0) }
+        try access(gpa: gpa, count: bytes.count, isWrite: true) { window in
+            bytes.withUnsafeBytes { window.copyMemory(from: $0) }
+        }
     }
 
-    /// Asks EL2, page by page, and returns the offset into the host view.
-    private func check(gpa: UInt64, count: Int, isWrite: Bool) throws(HostAccessError) -> Int {
+    /// Checks `[gpa, gpa + count)` with EL2 and runs `body` on the host view's bytes while EL2
+    /// holds the host lock.
+    private func access<R>(gpa: UInt64, count: Int, isWrite: Bool,
+                           _ body: (UnsafeMutableRawBufferPointer) -> R) throws(HostAccessError) -> R {
         let pa = ramBase &+ gpa
         guard count > 0, gpa < guestSize, UInt64(count) <= guestSize - gpa else {
             throw HostAccessError(gpa: gpa, pa: pa, count: count, isWrite: isWrite, error: .EFAULT)
         }
+        let offset = Int(gpa)
         do {
-            try hypervisor.hostAccess(PhysAddr(pa), count: count)
+            return try hypervisor.withHostAccess(PhysAddr(pa), count: count) {
+                // Inside the host view: gpa + count <= guestSize, checked above.
+                body(UnsafeMutableRawBufferPointer(rebasing: hostView.buffer[offset ..< offset + count]))
+            }
         } catch {
             if let trace {
                 trace.record(.fault(FaultRecord(
@@ -65,6 +73,5 @@ public final class HostAccessor: Sendable {
             }
             throw HostAccessError(gpa: gpa, pa: pa, count: count, isWrite: isWrite, error: error)
         }
-        return Int(gpa)
     }
 }

@@ -1,13 +1,49 @@
 import EL2
-import KVM
 import Tracing
 
-/// Guest stage-2 faults: pKVM's `pkvm_mem_abort`, with the KVM exits that stand for them.
+/// Guest stage-2 aborts: pKVM's host side of a guest's abort (`kvm_handle_guest_abort`): lazy
+/// donation in RAM (`pkvm_mem_abort`), MMIO emulation outside it (`io_mem_abort`) after EL2's
+/// MMIO guard, and a stop with a report for anything else.
 extension Machine {
     enum FaultResolution {
         /// The guest may now make the access (the page was donated or shared, or already was).
         case resolved
         case refused(FaultReport)
+    }
+
+    /// Handles a stage-2 abort the backend reported. Returns false when the vCPU must stop.
+    func handleAbort(vcpu index: Int, _ abort: Stage2Abort) -> Bool {
+        let vcpu = vcpus[index]
+        if abort.ipa < configuration.memory {
+            switch resolveGuestFault(vcpu: index, gpa: abort.ipa, access: abort.access, size: abort.size,
+                                     rip: vcpu.programCounter, context: abort.context) {
+            case let .refused(report):
+                stop(.faulted(report))
+                return false
+            case .resolved:
+                if abort.resume == .complete { completeRAMAccess(vcpu, abort) }
+                return true
+            }
+        }
+        // Outside RAM: MMIO. EL2 decides whether the guard lets the access through.
+        guard let (device, offset) = devices.device(at: abort.ipa) else {
+            return stopForDeviceFault(vcpu: index, abort, reason: "access to unassigned guest-physical address")
+        }
+        guard hypervisor.guestMMIOAllowed(vm: handle, ipa: IPA(abort.ipa)) else {
+            return stopForDeviceFault(vcpu: index, abort,
+                                      reason: "MMIO access the MMIO guard does not allow (not MMIO_GUARD_MAPped)")
+        }
+        guard abort.resume == .complete, abort.access == .read || abort.access == .write else {
+            return stopForDeviceFault(vcpu: index, abort,
+                                      reason: "MMIO access the backend could not decode (ESR_EL2.ISV = 0)")
+        }
+        if abort.access == .write {
+            device.write(offset: offset, size: abort.size, value: abort.value)
+            vcpu.completeAccess(read: 0)
+        } else {
+            vcpu.completeAccess(read: device.read(offset: offset, size: abort.size))
+        }
+        return true
     }
 
     /// A guest touched `gpa` without a stage-2 mapping for it. For a protected guest the host
@@ -27,7 +63,7 @@ extension Machine {
         let gfn = IPA(gpa).gfn
         var known = context
         func record(_ action: FaultAction, _ reason: String?, _ ownership: PageOwnership?) -> FaultRecord {
-            if known == nil { known = access == .boot ? FaultContext() : faultContext(vcpu: vcpu) }
+            if known == nil { known = access == .boot ? FaultContext() : vcpus[vcpu].faultContext() }
             return FaultRecord(source: .vcpu(vm: handle, index: vcpu), gva: known?.gva, gpa: gpa, access: access, size: size,
                                action: action, reason: reason, ownership: ownership, instruction: known?.instruction)
         }
@@ -100,117 +136,47 @@ extension Machine {
         return text
     }
 
-    /// A data access KVM could not complete: guest RAM the guest view does not map (a stage-2
-    /// fault), the console, or nothing at all. Returns false when the vCPU must stop.
-    func handleMMIO(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, data: UInt64) -> Bool {
-        if address < configuration.memory {
-            switch resolveGuestFault(vcpu: index, gpa: address, access: isWrite ? .write : .read, size: length,
-                                     rip: rip(vcpus[index])) {
-            case let .refused(report):
-                stop(.faulted(report))
-                return false
-            case .resolved:
-                completeAccess(vcpu: vcpus[index], gpa: address, length: length, isWrite: isWrite, data: data)
-                return true
-            }
-        }
-        let devicePage = address & ~(pageSize - 1)
-        let isDevice = devicePage == GuestABI.consoleMMIO
-            || (devicePage == GuestABI.blockMMIO && blockDevice != nil)
-            || (devicePage == GuestABI.dmaMMIO && guestDMA != nil)
-        if isDevice {
-            let allowed = !configuration.isProtected || guestPages.withLock {
-                !$0.guardEnrolled || $0.guardMapped.contains(devicePage >> pageShift)
-            }
-            guard allowed else {
-                return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,
-                                          reason: "MMIO access the MMIO guard does not allow (not MMIO_GUARD_MAPped)")
-            }
-            let offset = address - devicePage
-            switch devicePage {
-            case GuestABI.consoleMMIO:
-                if isWrite { consoleWrite(offset: offset, value: data, length: length) }
-                else { vcpus[index].completeMMIORead(0) }
-            case GuestABI.blockMMIO:
-                if isWrite { blockDevice!.write(offset: offset, value: data) }
-                else { vcpus[index].completeMMIORead(blockDevice!.read(offset: offset)) }
-            default:
-                if isWrite { guestDMAWrite(offset: offset, value: data) }
-                else { vcpus[index].completeMMIORead(guestDMARead(offset: offset)) }
-            }
-            return true
-        }
-        return stopForDeviceFault(vcpu: index, address: address, length: length, isWrite: isWrite,
-                                  reason: "access to unassigned guest-physical address")
-    }
-
     /// Stops the guest for an access outside RAM that no device allows; returns false.
-    private func stopForDeviceFault(vcpu index: Int, address: UInt64, length: Int, isWrite: Bool, reason: String) -> Bool {
-        let context = faultContext(vcpu: index)
-        let record = FaultRecord(source: .vcpu(vm: handle, index: index), gva: context.gva, gpa: address,
-                                 access: isWrite ? .write : .read, size: length, action: .stopped, reason: reason,
+    private func stopForDeviceFault(vcpu index: Int, _ abort: Stage2Abort, reason: String) -> Bool {
+        let context = abort.context ?? vcpus[index].faultContext()
+        let record = FaultRecord(source: .vcpu(vm: handle, index: index), gva: context.gva, gpa: abort.ipa,
+                                 access: abort.access, size: abort.size, action: .stopped, reason: reason,
                                  ownership: PageOwnership(page: nil, owner: .notRAM), instruction: context.instruction)
         trace?.record(.fault(record))
-        stop(.faulted(FaultReport(vcpu: index, gpa: address, access: record.access.rawValue, rip: rip(vcpus[index]),
+        stop(.faulted(FaultReport(vcpu: index, gpa: abort.ipa, access: abort.access.rawValue,
+                                  rip: context.instruction?.address ?? vcpus[index].programCounter,
                                   reason: reason, pageState: nil, record: record)))
         return false
     }
 
-    /// Completes the access that exited, now that the page is the guest's: KVM has already
-    /// decoded it, so the VMM performs it on the guest's behalf in EL2's view of RAM.
-    private func completeAccess(vcpu: KVMVCPU, gpa: UInt64, length: Int, isWrite: Bool, data: UInt64) {
-        let pa = PhysAddr(ramBase + gpa)
-        let count = min(max(length, 0), 8)
-        var value = data
+    /// Completes an access the backend decoded but could not make (KVM_EXIT_MMIO on a page the
+    /// guest view had not mapped yet), now that the page is the guest's: the VMM performs it on
+    /// the guest's behalf in EL2's view of RAM.
+    private func completeRAMAccess(_ vcpu: any GuestVCPU, _ abort: Stage2Abort) {
+        let pa = PhysAddr(ramBase + abort.ipa)
+        // Never past the faulting page: the next one may not be the guest's.
+        let count = min(max(abort.size, 0), 8, Int(pageSize - (abort.ipa & (pageSize - 1))))
+        var value = abort.value
         withUnsafeMutableBytes(of: &value) { raw in
             let bytes = UnsafeMutableRawBufferPointer(rebasing: raw[0 ..< count])
-            if isWrite { hypervisor.memory.write(pa, from: UnsafeRawBufferPointer(bytes)) }
+            if abort.access == .write { hypervisor.memory.write(pa, from: UnsafeRawBufferPointer(bytes)) }
             else { hypervisor.memory.read(pa, into: bytes) }
         }
-        if !isWrite { vcpu.completeMMIORead(value) }
+        vcpu.completeAccess(read: abort.access == .write ? 0 : value)
     }
 
-    /// KVM_EXIT_INTERNAL_ERROR: on this kernel an instruction fetch from a page the guest view
-    /// does not map (../shared/spec/kvm-uapi.md 7.1). The page holding RIP is faulted in and
-    /// the instruction re-executed; any other emulation failure stops the guest.
-    func handleInternalError(vcpu index: Int, suberror: UInt32, bytes: [UInt8]) -> Bool {
-        let vcpu = vcpus[index]
-        let rip = rip(vcpu)
-        var gpa: UInt64?
-        if let rip { gpa = try? vcpu.translate(rip) ?? nil }
-        if suberror == 1, let gpa, gpa < configuration.memory,
-           (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.phys == nil {
-            switch resolveGuestFault(vcpu: index, gpa: gpa, access: .fetch, size: 0, rip: rip,
-                                     context: FaultContext(instruction: nil, gva: rip)) {
-            case .resolved: return true
-            case let .refused(report):
-                stop(.faulted(report))
-                return false
-            }
-        }
-        let hexBytes = bytes.map { String($0, radix: 16) }.joined(separator: " ")
-        stop(.faulted(FaultReport(vcpu: index, gpa: gpa, access: "fetch", rip: rip,
-                                  reason: "KVM could not emulate the instruction (internal error \(suberror)\(bytes.isEmpty ? "" : ", bytes \(hexBytes)"))",
-                                  pageState: gpa.flatMap { pageDescription($0) })))
-        return false
-    }
+    /// The physical page behind guest frame `gfn`: guest RAM is one contiguous run from
+    /// `ramBase`, so frame g is always backed by the same page.
+    func backingPage(_ gfn: GFN) -> PFN { PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue) }
 
-    /// The console device: FLUSH prints the buffer page, read through EL2's host-access check.
-    func consoleWrite(offset: UInt64, value: UInt64, length: Int) {
-        switch offset {
-        case GuestABI.consoleFlush:
-            let count = Int(min(value & 0xffff_ffff, pageSize))
-            guard count > 0 else { return }
-            do {
-                configuration.console(try accessor.read(gpa: consoleBuffer.load(ordering: .relaxed), count: count))
-            } catch {
-                counters.withLock { $0.hostFaults += 1 }
-                hostFaultLog.withLock { $0.append(error) }
-            }
-        case GuestABI.consoleBuffer:
-            consoleBuffer.store(value & ~(pageSize - 1), ordering: .relaxed)
-        default:
-            break
+    /// Runs an EL2 transition and traces it with its result.
+    func transition(_ name: String, pfn: PFN? = nil, gfn: GFN?, _ body: () throws(HypError) -> Void) throws(HypError) {
+        do {
+            try body()
+            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: nil))
+        } catch {
+            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: error))
+            throw error
         }
     }
 }

@@ -1,211 +1,181 @@
 import EL2
+import Synchronization
 import Tracing
-import KVM
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
-/// The guest hypercall ABI (docs/abi.md): pKVM's SMCCC calls, answered as pKVM's EL2
-/// (`kvm_handle_pvm_hvc64`, handled at EL2) and host (PSCI, the rest) would.
+/// A guest's hypercall: EL2 answers it (`Hypervisor.guestHypercall`, which owns every rule of
+/// the guest ABI for the machine's pKVM profile), and the VMM, as pKVM's host, carries out what
+/// EL2 asks of the host: faulting pages in for a retried MEM_SHARE, starting and stopping vCPUs,
+/// powering off, reading the clock, filling random bits.
 extension Machine {
-    enum HypercallAction {
+    enum HypercallOutcome {
         case resume
         case vcpuOff
         case stop(RunOutcome)
     }
 
-    /// Handles the hypercall vCPU `index` just made: reads x0..x3 from the sync area, answers,
-    /// writes the results back (one exit, no register ioctls).
-    func handleHypercall(vcpu index: Int) -> HypercallAction {
+    /// The most pages one fault-then-retry resolves before the guest runs its HVC again (the
+    /// walk of a range transition stops after as many leaf entries).
+    static let faultInLimit: UInt64 = 256
+
+    /// Handles the hypercall vCPU `index` just made.
+    func handleHypercall(vcpu index: Int) -> HypercallOutcome {
         let vcpu = vcpus[index]
-        let (x0, x1, x2, x3) = vcpu.syncedRAXToRDX
-        let function = UInt32(truncatingIfNeeded: x0)
+        let arguments = vcpu.hypercallArguments
         let began = trace == nil ? 0 : monotonicNanoseconds()
         counters.withLock { $0.hypercalls += 1 }
-        let results: (UInt64, UInt64, UInt64, UInt64)
-        switch SMCCCFunction(rawValue: function) {
-        case .version, .psciVersion:
-            if function == SMCCCFunction.psciVersion.rawValue { markers.withLock { $0.append(elapsed) } }
-            results = (SMCCCResult.version1_1, 0, 0, 0)
-        case .archFeatures, .psciFeatures:
-            results = (SMCCCFunction(rawValue: UInt32(truncatingIfNeeded: x1)) != nil ? 0 : SMCCCResult.notSupported, 0, 0, 0)
-        case .vendorHypUID:
-            results = GuestABI.kvmUID
-        case .vendorHypFeatures:
-            results = (configuration.isProtected ? GuestABI.protectedFeatures : GuestABI.nonProtectedFeatures, 0, 0, 0)
-        case .hypMemInfo:
-            results = (x1 | x2 | x3 == 0 ? GuestABI.granule : SMCCCResult.invalidParameter, 0, 0, 0)
-        case .memShare:
-            results = (memShare(vcpu: index, ipa: x1, x2: x2, x3: x3), 0, 0, 0)
-        case .memUnshare:
-            results = (memUnshare(ipa: x1, x2: x2, x3: x3), 0, 0, 0)
-        case .memRelinquish:
-            results = (memRelinquish(ipa: x1), 0, 0, 0)
-        case .mmioGuardInfo, .mmioGuardEnroll, .mmioGuardMap, .mmioGuardUnmap:
-            results = (mmioGuard(SMCCCFunction(rawValue: function)!, ipa: x1), 0, 0, 0)
-        case .psciCPUOn:
-            results = (cpuOn(target: x1, entry: x2, context: x3), 0, 0, 0)
-        case .psciAffinityInfo:
-            results = (affinityInfo(target: x1, level: x2), 0, 0, 0)
-        case .psciCPUOff:
-            if let trace {
-                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
-                trace.record(.power(vcpu: index, event: "cpu-off"))
-            }
-            return .vcpuOff
-        case .psciSystemOff:
-            if let trace {
-                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
-                trace.record(.power(vcpu: index, event: "system-off"))
-            }
-            return .stop(.poweredOff)
-        case .psciSystemReset:
-            if let trace {
-                traceHypercall(trace, index, function, (x1, x2, x3), (0, 0, 0, 0), since: began)
-                trace.record(.power(vcpu: index, event: "system-reset"))
-            }
-            return .stop(.reset)
-        case nil:
-            results = (SMCCCResult.notSupported, 0, 0, 0)
+        if arguments.functionID == SMCCCFunction.psciVersion.rawValue {
+            markers.withLock { if $0.count < Self.markerLimit { $0.append(elapsed) } }
         }
-        vcpu.setSyncedRAXToRDX(results)
-        if let trace { traceHypercall(trace, index, function, (x1, x2, x3), results, since: began) }
-        if let failure = mirror.firstFailure {
-            fail(.configuration("mirroring EL2 into the MMU failed: \(failure)"))
-            return .vcpuOff
-        }
-        return .resume
-    }
-
-    private func traceHypercall(_ trace: EventTrace, _ vcpu: Int, _ function: UInt32, _ arguments: (UInt64, UInt64, UInt64),
-                                _ results: (UInt64, UInt64, UInt64, UInt64), since began: UInt64) {
-        trace.record(.hypercall(HypercallRecord(
-            vm: handle, vcpu: vcpu, function: function, name: SMCCCFunction(rawValue: function)?.name ?? "UNKNOWN",
-            arguments: arguments, results: results, duration: monotonicNanoseconds() &- began)))
-    }
-
-    /// Checks the common MEM_* arguments: a page-aligned IPA and zero x2, x3.
-    private func pageArgument(_ ipa: UInt64, _ x2: UInt64, _ x3: UInt64) -> GFN? {
-        guard x2 | x3 == 0, ipa & (pageSize - 1) == 0 else { return nil }
-        return IPA(ipa).gfn
-    }
-
-    /// MEM_SHARE: `__pkvm_guest_share_host`. A page never faulted in gives -ENOENT; pKVM then
-    /// fakes a data abort so the host donates the page, and the guest retries the HVC
-    /// (../shared/spec/pkvm-ownership.md 12.2). pvm runs the same fault path and retries once.
-    private func memShare(vcpu: Int, ipa: UInt64, x2: UInt64, x3: UInt64) -> UInt64 {
-        guard configuration.isProtected else { return SMCCCResult.notSupported }
-        guard let gfn = pageArgument(ipa, x2, x3) else { return SMCCCResult.invalidParameter }
-        do {
-            try transition("guest_share_host", gfn: gfn) { () throws(HypError) in try hypervisor.guestShareHost(vm: handle, gfn: gfn) }
-        } catch .ENOENT {
-            guard ipa < configuration.memory,
-                  case .resolved = resolveGuestFault(vcpu: vcpu, gpa: ipa, access: .share, size: 0) else {
-                return SMCCCResult.invalidParameter
-            }
-            do {
-                try transition("guest_share_host", gfn: gfn) { () throws(HypError) in try hypervisor.guestShareHost(vm: handle, gfn: gfn) }
-            } catch { return SMCCCResult.invalidParameter }
-        } catch { return SMCCCResult.invalidParameter }
-        counters.withLock { $0.shared += 1 }
-        return SMCCCResult.success
-    }
-
-    /// MEM_UNSHARE: `__pkvm_guest_unshare_host`.
-    private func memUnshare(ipa: UInt64, x2: UInt64, x3: UInt64) -> UInt64 {
-        guard configuration.isProtected else { return SMCCCResult.notSupported }
-        guard let gfn = pageArgument(ipa, x2, x3) else { return SMCCCResult.invalidParameter }
-        do {
-            try transition("guest_unshare_host", gfn: gfn) { () throws(HypError) in try hypervisor.guestUnshareHost(vm: handle, gfn: gfn) }
-        } catch { return SMCCCResult.invalidParameter }
-        counters.withLock { $0.unshared += 1 }
-        return SMCCCResult.success
-    }
-
-    /// MEM_RELINQUISH (Android): `__pkvm_guest_relinquish_to_host`. The VMM then treats the
-    /// page as ballooned out: a later access stops the guest instead of donating it again.
-    private func memRelinquish(ipa: UInt64) -> UInt64 {
-        guard ipa & (pageSize - 1) == 0 else { return SMCCCResult.invalidParameter }
-        let gfn = IPA(ipa).gfn
-        do {
-            var returned: PhysAddr?
-            try transition("guest_relinquish_to_host", gfn: gfn) { () throws(HypError) in
-                returned = try hypervisor.guestRelinquish(vm: handle, gfn: gfn)
-            }
-            if returned != nil {
-                guestPages.withLock {
-                    $0.given.remove(gfn.rawValue)
-                    $0.relinquished.insert(gfn.rawValue)
+        let call = hypervisor.guestHypercall(vm: handle, vcpu: index, arguments)
+        if let t = call.transition { record(t) }
+        var results = call.results
+        var outcome = HypercallOutcome.resume
+        switch call.action {
+        case .none, .suspend:
+            // CPU_SUSPEND is a WFI: with no interrupt source it may end at once.
+            break
+        case let .faultIn(ipa, pages, _):
+            let count = min(pages, Self.faultInLimit)
+            for k in 0 ..< count {
+                let gpa = ipa.rawValue &+ k << pageShift
+                guard !isGuestMapped(gpa) else { continue }
+                if case let .refused(report) = resolveGuestFault(vcpu: index, gpa: gpa, access: .share, size: 0,
+                                                                 rip: vcpu.programCounter) {
+                    return .stop(.faulted(report))
                 }
-                counters.withLock { $0.relinquished += 1 }
             }
-            return SMCCCResult.success
-        } catch { return SMCCCResult.invalidParameter }
+            vcpu.retryHypercall()
+        case .topUpMemcache:
+            do { try topUpMemcache() } catch {
+                return .stop(.faulted(FaultReport(vcpu: index, gpa: nil, access: "-", rip: vcpu.programCounter,
+                                                  reason: "the host cannot top up the VM's memcache: \(error)",
+                                                  pageState: nil)))
+            }
+            vcpu.retryHypercall()
+        case let .cpuOn(target, entry, context):
+            do { try powerOn(vcpu: target, entry: entry, context: context) } catch {
+                fail(error)
+                return .vcpuOff
+            }
+        case .cpuOff:
+            trace?.record(.power(vcpu: index, event: "cpu-off"))
+            outcome = .vcpuOff
+        case .systemOff:
+            trace?.record(.power(vcpu: index, event: "system-off"))
+            outcome = .stop(.poweredOff)
+        case .systemReset:
+            trace?.record(.power(vcpu: index, event: "system-reset"))
+            outcome = .stop(.reset)
+        case let .relinquished(gfn, _):
+            guestPages.withLock {
+                $0.given.remove(gfn.rawValue)
+                $0.relinquished.insert(gfn.rawValue)
+            }
+        case let .reclaim(gfn):
+            reclaimFromNonProtectedGuest(gfn)
+        case let .readClock(physical):
+            results = Self.clockReading(physical: physical)
+        case let .entropy(bits, wide):
+            results = Self.randomBits(bits, wide: wide)
+        }
+        if let results { vcpu.setHypercallResults(results) }
+        if let trace {
+            trace.record(.hypercall(HypercallRecord(
+                vm: handle, vcpu: index, function: arguments.functionID,
+                name: SMCCCFunction(rawValue: arguments.functionID)?.name ?? "UNKNOWN",
+                arguments: (arguments.x1, arguments.x2, arguments.x3),
+                results: results.map { ($0.x0, $0.x1, $0.x2, $0.x3) } ?? (0, 0, 0, 0),
+                duration: monotonicNanoseconds() &- began)))
+        }
+        if let failure = sink.failure ?? backend.failure {
+            fail(.mirror(failure))
+            return .vcpuOff
+        }
+        return outcome
     }
 
-    /// The Android MMIO guard: once enrolled, the guest may only touch MMIO granules it has
-    /// mapped with MMIO_GUARD_MAP.
-    private func mmioGuard(_ function: SMCCCFunction, ipa: UInt64) -> UInt64 {
-        guard configuration.isProtected else { return SMCCCResult.notSupported }
-        switch function {
-        case .mmioGuardInfo: return GuestABI.granule
-        case .mmioGuardEnroll:
-            guestPages.withLock { $0.guardEnrolled = true }
-            return SMCCCResult.success
-        case .mmioGuardMap, .mmioGuardUnmap:
-            guard ipa & (pageSize - 1) == 0, ipa >= configuration.memory else { return SMCCCResult.invalidParameter }
-            return guestPages.withLock { pages -> UInt64 in
-                guard pages.guardEnrolled else { return SMCCCResult.invalidParameter }
-                if function == .mmioGuardMap {
-                    pages.guardMapped.insert(ipa >> pageShift)
-                    return SMCCCResult.success
+    /// Counts and traces a transition a hypercall ran.
+    private func record(_ t: GuestTransition) {
+        if t.error == nil, t.done > 0 {
+            counters.withLock { c in
+                switch t.name {
+                case "guest_share_host": c.shared += Int(t.done)
+                case "guest_unshare_host": c.unshared += Int(t.done)
+                case "guest_relinquish_to_host": c.relinquished += Int(t.done)
+                default: break
                 }
-                return pages.guardMapped.remove(ipa >> pageShift) != nil ? SMCCCResult.success : SMCCCResult.invalidParameter
             }
-        default: return SMCCCResult.notSupported
         }
+        trace?.record(.transition(vm: handle, name: t.name, pfn: backingPage(t.gfn).rawValue, gfn: t.gfn.rawValue,
+                                  error: t.error))
     }
 
-    /// PSCI CPU_ON: starts vCPU `target` in long mode at `entry` with `rdi = context`.
-    private func cpuOn(target: UInt64, entry: UInt64, context: UInt64) -> UInt64 {
-        guard target < UInt64(vcpus.count) else { return SMCCCResult.psciInvalidParameters }
-        let index = Int(target)
-        // Claim the vCPU under the lock, so two CPU_ONs cannot both start it.
-        let claimed = runState.withLock { state -> Bool in
-            if state.power[index] { return false }
-            state.power[index] = true
-            return true
+    /// Whether the guest's stage-2 maps `gpa` (EL2's view).
+    func isGuestMapped(_ gpa: UInt64) -> Bool {
+        (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.phys != nil
+    }
+
+    /// PSCI CPU_ON, as the host's `kvm_psci_vcpu_on` wakes the target: reset state (entry,
+    /// context, MMU off) and a thread. A thread left from the vCPU's previous life (it called
+    /// CPU_OFF and is putting the vCPU) is let finish first; `run()` joins it.
+    private func powerOn(vcpu target: Int, entry: UInt64, context: UInt64) throws(VMMError) {
+        while runState.withLock({ $0.threads[target] != nil }) {
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
+            nanosleep(&pause, nil)
         }
-        guard claimed else { return SMCCCResult.psciAlreadyOn }
+        try vcpus[target].powerOn(entry: entry, context: context, stack: 0)
+        try startThread(vcpu: target)
+        trace?.record(.power(vcpu: target, event: "cpu-on"))
+    }
+
+    /// Android's host answering MEM_RELINQUISH of a non-protected guest (`pkvm_host_reclaim_page`):
+    /// the page stops being shared with the guest and goes back to the host's free memory,
+    /// zeroed; the guest's next touch shares a zero page again.
+    private func reclaimFromNonProtectedGuest(_ gfn: GFN) {
+        let given = guestPages.withLock { $0.given.remove(gfn.rawValue) != nil }
+        guard given else { return }
         do {
-            try X86Boot.start(vcpus[index], rip: entry, rdi: context, rsp: 0)
-            try startThread(vcpu: index)
-        } catch let error as KVMError {
-            fail(.kvm(error))
-            return SMCCCResult.notSupported
+            try transition("host_unshare_guest", gfn: gfn) { () throws(HypError) in
+                try hypervisor.hostUnshareGuest(gfn: gfn, pages: 1, vm: handle)
+            }
+            try? accessor.write(gpa: gfn.ipa.rawValue, [UInt8](repeating: 0, count: Int(pageSize)))
         } catch {
-            fail(error as! VMMError)
-            return SMCCCResult.notSupported
+            guestPages.withLock { _ = $0.given.insert(gfn.rawValue) }
         }
-        trace?.record(.power(vcpu: index, event: "cpu-on"))
-        return SMCCCResult.success
     }
 
-    /// PSCI AFFINITY_INFO at affinity level 0: 0 on, 1 off.
-    private func affinityInfo(target: UInt64, level: UInt64) -> UInt64 {
-        guard target < UInt64(vcpus.count), level == 0 else { return SMCCCResult.psciInvalidParameters }
-        return runState.withLock { $0.power[Int(target)] } ? 0 : 1
+    /// The generic timer's frequency pvm's vCPUs see (CNTFRQ_EL0): 62.5 MHz, as QEMU's virt board.
+    public static let counterFrequency: UInt64 = 62_500_000
+
+    /// KVM PTP (`kvm_ptp_get_time`): the wall clock in ns and the counter at the same moment,
+    /// each as high and low 32 bits. pvm's counters are CLOCK_MONOTONIC at `counterFrequency`,
+    /// with no virtual offset.
+    static func clockReading(physical: Bool) -> SMCCCRegisters {
+        var wall = timespec(), mono = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        let ns = UInt64(wall.tv_sec) &* 1_000_000_000 &+ UInt64(wall.tv_nsec)
+        let monoNs = UInt64(mono.tv_sec) &* 1_000_000_000 &+ UInt64(mono.tv_nsec)
+        let cycles = UInt64((Double(monoNs) * Double(counterFrequency) / 1e9).rounded(.down))
+        return SMCCCRegisters(ns >> 32, ns & 0xFFFF_FFFF, cycles >> 32, cycles & 0xFFFF_FFFF)
     }
 
-    /// The physical page behind guest frame `gfn`: guest RAM is one contiguous run from
-    /// `ramBase`, so frame g is always backed by the same page.
-    func backingPage(_ gfn: GFN) -> PFN { PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue) }
-
-    /// Runs an EL2 transition and traces it with its result.
-    func transition(_ name: String, pfn: PFN? = nil, gfn: GFN?, _ body: () throws(HypError) -> Void) throws(HypError) {
-        do {
-            try body()
-            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: nil))
-        } catch {
-            trace?.record(.transition(vm: handle, name: name, pfn: (pfn ?? gfn.map(backingPage))?.rawValue, gfn: gfn?.rawValue, error: error))
-            throw error
+    /// TRNG RND32 / RND64 (`kvm_trng_do_rnd`): `bits` random bits, the rest cleared, in x1..x3
+    /// (RND32: 32 bits a register, RND64: 64).
+    static func randomBits(_ bits: Int, wide: Bool) -> SMCCCRegisters {
+        var g = SystemRandomNumberGenerator()
+        var words = [UInt64](repeating: 0, count: 3)
+        for i in 0 ..< (bits + 63) / 64 { words[i] = g.next() }
+        for i in 0 ..< 3 {
+            let low = i * 64
+            if bits <= low { words[i] = 0 } else if bits < low + 64 { words[i] &= (1 << UInt64(bits - low)) - 1 }
         }
+        if wide { return SMCCCRegisters(SMCCCResult.success, words[2], words[1], words[0]) }
+        return SMCCCRegisters(SMCCCResult.success, words[1] & 0xFFFF_FFFF, words[0] >> 32, words[0] & 0xFFFF_FFFF)
     }
 }

@@ -68,7 +68,7 @@ extension Machine {
             }
         }
         report.violations = hypervisor.checkInvariants().map(\.message)
-        try checkMirror()
+        try checkBackend()
         try flushTrace()
         return report
     }

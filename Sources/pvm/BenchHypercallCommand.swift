@@ -1,6 +1,7 @@
 import ArgumentParser
 import CKVMBaseline
 import EmbeddedImages
+import KVMBackend
 import Foundation
 import Tracing
 import VMM
@@ -99,7 +100,7 @@ struct BenchHypercallCommand: ParsableCommand {
         c.payloadName = "bench"
         c.trace = trace
         c.payloadArgument = UInt64(count) | mode << 48
-        let machine = try Machine(c)
+        let machine = try Machine(c, backend: try KVMBackend())
         let outcome = try machine.run()
         _ = try machine.teardown()
         let markers = machine.markerTimes

@@ -45,61 +45,62 @@ struct BootCommand: ParsableCommand {
         var configuration = try guest.configuration(image: image, command: "boot")
         configuration.tamperPayload = tamperPayload
         configuration.console = { bytes in bytes.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) } }
+        let backend = try guest.backend(command: "boot")
+        let signals = SignalWatcher()
         do {
             if let trace {
                 do { configuration.trace = try EventTrace(path: trace) } catch { throw fatal("\(error)") }
             }
-            let machine = try Machine(configuration)
-            let outcome = try machine.run()
+            let machine = try Machine(configuration, backend: backend)
+            signals.watch(machine)
+            let outcome = Result { () throws(VMMError) in try machine.run() }
+            signals.finish()
             let teardown = try machine.teardown()
             let stats = machine.statistics
             let wall = Double(monotonicNanoseconds() - wallStart) / 1e6
             for refusal in machine.hostFaults { printError("pvm: console: \(refusal)") }
+            if stats.hostFaults > machine.hostFaults.count {
+                printError("pvm: console: \(stats.hostFaults - machine.hostFaults.count) more refused reads not shown")
+            }
             let ending: String, code: Int32
-            switch outcome {
+            switch try outcome.get() {
             case .poweredOff: (ending, code) = ("guest powered off", 0)
             case .reset: (ending, code) = ("guest requested a reset (pvm does not reboot)", 3)
             case let .faulted(report):
                 printError("pvm: guest stopped by EL2: \(report)")
                 (ending, code) = ("guest stopped for a fault", 1)
+            case let .interrupted(signal):
+                printError("pvm: \(SignalWatcher.name(signal)) received: vCPUs stopped, guest torn down and checked")
+                (ending, code) = ("guest stopped by \(SignalWatcher.name(signal))", 128 + signal)
             }
-            let kind = guest.nonProtected ? "non-protected" : "protected"
-            let given = guest.nonProtected ? "\(stats.donated) pages shared with the guest" : "\(stats.donated) pages donated"
-            printError("pvm: \(ending) · \(kind), \(guest.vcpus) vCPU\(guest.vcpus == 1 ? "" : "s"), \(configuration.memory >> 20) MiB · "
-                       + "\(given), \(stats.shared) shared and \(stats.unshared) unshared by the guest, "
-                       + "\(teardown.reclaimed) reclaimed (\(teardown.verifiedZero) verified zero) · "
-                       + "\(stats.exits) exits (\(stats.hypercalls) hypercalls, \(stats.stage2Faults) stage-2 faults) · "
-                       + String(format2(wall)) + " ms")
+            printError("pvm: \(ending) · " + summary(configuration, machine: machine, stats: stats, teardown: teardown, wall: wall))
             guard teardown.isClean else {
-                for gpa in teardown.leaks { printError("pvm: teardown: guest page at GPA 0x\(String(gpa, radix: 16)) is readable by the host and not zero") }
+                for gpa in teardown.leaks { printError("pvm: teardown: guest page at GPA \(hex(gpa)) is readable by the host and not zero") }
                 for v in teardown.violations { printError("pvm: teardown: EL2 invariant violated: \(v)") }
                 throw ExitCode(2)
             }
             if code != 0 { throw ExitCode(code) }
         } catch let error as VMMError {
+            signals.finish()
             throw fatal("\(error)")
         }
+    }
+
+    /// The closing line after the ending: machine, pages, exits, time.
+    private func summary(_ c: MachineConfiguration, machine: Machine, stats: MachineCounters, teardown: TeardownReport,
+                         wall: Double) -> String {
+        let kind = c.isProtected ? "protected" : "non-protected"
+        let given = c.isProtected ? "\(stats.donated) pages donated" : "\(stats.donated) pages shared with the guest"
+        let vcpus = "\(c.vcpus) vCPU\(c.vcpus == 1 ? "" : "s")"
+        let machinePart = "\(kind), \(c.profile) pKVM ABI, \(vcpus), \(c.memory >> 20) MiB, \(machine.backend.name)"
+        let pages = "\(given), \(stats.shared) shared and \(stats.unshared) unshared by the guest, "
+            + "\(teardown.reclaimed) reclaimed (\(teardown.verifiedZero) verified zero)"
+        let exits = "\(stats.exits) exits (\(stats.hypercalls) hypercalls, \(stats.stage2Faults) stage-2 faults)"
+        return [machinePart, pages, exits, format2(wall) + " ms"].joined(separator: " · ")
     }
 
     private func fatal(_ message: String) -> ExitCode {
         printError("pvm boot: \(message)")
         return ExitCode(2)
     }
-}
-
-/// Reads a whole file, or nil with `errno` set.
-func readBytes(_ path: String) -> [UInt8]? {
-    guard let f = fopen(path, "rb") else { return nil }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, f)
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count {
-            if ferror(f) != 0 { return nil }
-            break
-        }
-    }
-    return bytes
 }

@@ -4,10 +4,11 @@ import Glibc
 #endif
 import EL2
 import EmbeddedImages
+import KVMBackend
 import ModelScript
 import VMM
 
-/// Options that describe a guest machine on KVM, shared by `pvm boot` and `pvm inspect`.
+/// Options that describe a guest machine, shared by `pvm boot` and `pvm inspect`.
 struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Number of vCPUs (1 to 64).", valueName: "N"))
     var vcpus: Int = 1
@@ -17,6 +18,9 @@ struct GuestOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Boot a non-protected guest: the host shares its pages instead of donating them.")
     var nonProtected = false
+
+    @Option(name: .long, help: ArgumentHelp("Which pKVM's guest ABI EL2 answers with: mainline (Linux) or android (Android's common kernel 6.12). Default: what the image asks for, else mainline.", valueName: "PROFILE"))
+    var pkvmABI: String?
 
     @Option(name: .long, help: ArgumentHelp("Firmware ELF to use instead of the built-in one.", valueName: "PATH"))
     var firmware: String?
@@ -33,15 +37,25 @@ struct GuestOptions: ParsableArguments {
         guard (1...64).contains(vcpus) else { throw ValidationError("--vcpus \(vcpus) is out of range: use 1 to 64") }
         guard NumberParser.unsigned(Substring(arg)) != nil else { throw ValidationError("--arg '\(arg)' is not a number") }
         _ = try iommu()
+        _ = try explicitProfile()
     }
 
     func iommu() throws -> IOMMUMode? { try parseIOMMUMode(iommuMode) }
+
+    /// `--pkvm-abi`, when given.
+    func explicitProfile() throws -> PKVMProfile? {
+        guard let pkvmABI else { return nil }
+        guard let profile = PKVMProfile(rawValue: pkvmABI) else {
+            throw ValidationError("--pkvm-abi '\(pkvmABI)' must be mainline or android")
+        }
+        return profile
+    }
 
     func memoryBytes() throws -> UInt64 {
         guard let size = NumberParser.size(memory) else {
             throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G)")
         }
-        guard size >= GuestABI.minimumMemory, size <= GuestABI.maximumMemory, size % GuestABI.memoryAlignment == 0 else {
+        guard size >= GuestLayout.minimumMemory, size <= GuestLayout.maximumMemory, size % GuestLayout.memoryAlignment == 0 else {
             throw ValidationError("--memory \(memory) must be a multiple of 2M between 32M and 3G")
         }
         return size
@@ -53,10 +67,7 @@ struct GuestOptions: ParsableArguments {
         let (payload, payloadName) = try loadImage(image, command: command)
         var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: payload)
         if let firmware {
-            guard let bytes = readBytes(firmware) else {
-                throw fatal(command, "cannot read firmware \(firmware): \(String(cString: strerror(errno)))")
-            }
-            configuration.firmware = bytes
+            configuration.firmware = try readImageFile(firmware, what: "firmware", command: command)
             configuration.firmwareName = firmware
         }
         configuration.payloadName = payloadName
@@ -65,7 +76,19 @@ struct GuestOptions: ParsableArguments {
         configuration.isProtected = !nonProtected
         configuration.payloadArgument = NumberParser.unsigned(Substring(arg))!
         configuration.iommuMode = try iommu()
+        configuration.profile = try profile(for: payload, name: payloadName, command: command)
         return configuration
+    }
+
+    /// `--pkvm-abi`, else the profile the image's note asks for, else mainline.
+    private func profile(for payload: [UInt8], name: String, command: String) throws -> PKVMProfile {
+        if let explicit = try explicitProfile() { return explicit }
+        let wanted = (try? ELFImage(bytes: payload, name: name, window: 0 ..< .max, machine: .x86_64))?.requiredProfile
+        guard let wanted else { return .mainline }
+        guard let profile = PKVMProfile(rawValue: wanted) else {
+            throw fatal(command, "\(name) asks for pKVM profile '\(wanted)', which pvm does not have (mainline, android)")
+        }
+        return profile
     }
 
     /// The payload's bytes and a name for messages: a file, or a built-in image.
@@ -76,10 +99,29 @@ struct GuestOptions: ParsableArguments {
             }
             return (builtIn.bytes, image)
         }
-        guard let bytes = readBytes(image) else {
-            throw fatal(command, "cannot read image \(image): \(String(cString: strerror(errno)))")
+        return (try readImageFile(image, what: "image", command: command), image)
+    }
+
+    /// Reads an image file, at most `imageLimit` bytes: a larger one (or /dev/zero) is refused
+    /// before it is read whole.
+    private func readImageFile(_ path: String, what: String, command: String) throws -> [UInt8] {
+        switch readBytes(path, limit: Self.imageLimit) {
+        case let .success(bytes): return bytes
+        case let .failure(.tooLarge(limit)):
+            throw fatal(command, "\(what) \(path) is larger than \(limit >> 20) MiB; no pvm image is that large")
+        case let .failure(.unreadable(errno)):
+            throw fatal(command, "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
         }
-        return (bytes, image)
+    }
+
+    /// Largest image or firmware file pvm reads: the payload staging area is 15 MiB.
+    static let imageLimit = 16 << 20
+
+    /// The backend that runs these guests: KVM (x86-64 images).
+    func backend(command: String) throws -> any ExecutionBackend {
+        do { return try KVMBackend() } catch {
+            throw fatal(command, "\(error)" + (KVMBackend.unavailableReason().map { " (\($0))" } ?? ""))
+        }
     }
 }
 

@@ -114,12 +114,13 @@ struct InspectCommand: ParsableCommand {
     private func guestSnapshot() throws -> InspectionSnapshot {
         var configuration = try guest.configuration(image: image, command: "inspect")
         configuration.console = { _ in }
-        do { return try capture(configuration) } catch { throw fatal("inspect", "\(error)") }
+        let backend = try guest.backend(command: "inspect")
+        do { return try capture(configuration, backend: backend) } catch { throw fatal("inspect", "\(error)") }
     }
 
     /// Boots, captures (at `--at-ms` while running, else when the guest stops), tears down.
-    private func capture(_ configuration: MachineConfiguration) throws(VMMError) -> InspectionSnapshot {
-        let machine = try Machine(configuration)
+    private func capture(_ configuration: MachineConfiguration, backend: any ExecutionBackend) throws(VMMError) -> InspectionSnapshot {
+        let machine = try Machine(configuration, backend: backend)
         let kind = guest.nonProtected ? "non-protected" : "protected"
         let captured = Mutex<InspectionSnapshot?>(nil)
         let outcome: RunOutcome
@@ -137,6 +138,7 @@ struct InspectCommand: ParsableCommand {
         case .poweredOff: "powered off"
         case .reset: "asked for a reset"
         case .faulted: "stopped for a fault"
+        case .interrupted: "interrupted"
         }
         let snapshot = captured.withLock { $0 } ?? InspectionSnapshot(
             machine.hypervisor, title: "pvm inspect \(image) (\(kind)), guest \(ending), before teardown")

@@ -62,10 +62,6 @@ struct ModelCommand: ParsableCommand {
     }
 }
 
-/// Reads a whole file as UTF-8 (invalid bytes replaced), or nil with `errno` set.
-func readFile(_ path: String) -> String? {
-    readBytes(path).map { String(decoding: $0, as: UTF8.self) }
-}
 
 /// Writes one line to standard error (the CLI's only direct write(2)).
 func printError(_ message: String) {

@@ -24,14 +24,15 @@ struct TestMachine {
     let sink: RecordingSink
     let backing: AnonymousMemory
 
-    init(megabytes: UInt64 = 64, ipaBits: Int = 40, regions: [MemoryRegion]? = nil, iommu: IOMMUMode? = nil) throws {
+    init(megabytes: UInt64 = 64, ipaBits: Int = 40, regions: [MemoryRegion]? = nil, iommu: IOMMUMode? = nil,
+         profile: PKVMProfile = .mainline) throws {
         let regions = regions ?? [MemoryRegion(base: PhysAddr(Self.ramBase), size: megabytes << 20)]
         let total = regions.reduce(0) { $0 + $1.size }
         backing = try AnonymousMemory(size: Int(total))
         let memory = try PhysicalMemory(regions: regions, backing: backing.buffer, owner: backing,
                                         clearPage: AnonymousMemory.clearPage)
         sink = RecordingSink()
-        hyp = try Hypervisor(memory: memory, ipaBits: ipaBits, iommu: iommu, sink: sink)
+        hyp = try Hypervisor(memory: memory, ipaBits: ipaBits, iommu: iommu, profile: profile, sink: sink)
     }
 
     /// The absolute pfn of RAM page `n`.
@@ -48,10 +49,10 @@ struct TestMachine {
     /// Creates a VM from host pages taken at RAM page `base` (metadata, PGD) and tops up its
     /// memcache with `memcache` pages after them.
     @discardableResult
-    func createVM(protected: Bool, at base: UInt64, memcache: Int = 8) throws -> VMHandle {
+    func createVM(protected: Bool, at base: UInt64, memcache: Int = 8, vcpus: Int = 1) throws -> VMHandle {
         let pgdPages = UInt64(hyp.geometry.pgdPages)
         let pgd = (base + 1 + pgdPages - 1) / pgdPages * pgdPages
-        let h = try hyp.createVM(protected: protected, donating: .init(metadata: pfn(base), pgd: pfn(pgd)))
+        let h = try hyp.createVM(protected: protected, vcpus: vcpus, donating: .init(metadata: pfn(base), pgd: pfn(pgd)))
         let first = pgd + pgdPages
         try hyp.topUpMemcache(vm: h, pages: (0..<UInt64(memcache)).map { pfn(first + $0) })
         return h

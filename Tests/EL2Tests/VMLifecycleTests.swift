@@ -35,8 +35,12 @@ import Testing
         #expect(m.hyp.vms.map(\.handle) == [h, h2])
     }
 
-    @Test func createVMRefusalsInOrder() throws {
-        let m = try TestMachine()
+    /// Every refused donation: mainline (v7.1-rc4) reports each as -ENOMEM, Android 6.12 as
+    /// -EINVAL (`__pkvm_init_vm`).
+    @Test(arguments: PKVMProfile.allCases)
+    func createVMRefusalsInOrder(profile: PKVMProfile) throws {
+        let m = try TestMachine(profile: profile)
+        let d: HypError = profile == .mainline ? .ENOMEM : .EINVAL
         let existing = try m.createVM(protected: true, at: 100)
         m.expectSound()
         try m.hyp.hostShareHyp(m.pfn(30))
@@ -47,21 +51,21 @@ import Testing
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: metadata, pgd: pgd))
         }
         // 1. PGD aligned to its size (2 pages at 40 bits).
-        m.expectRefused(.EINVAL) { try create(m.pfn(4), m.pfn(9)) }
+        m.expectRefused(d) { try create(m.pfn(4), m.pfn(9)) }
         // 3. metadata as host_donate_hyp checks it.
-        m.expectRefused(.EINVAL) { try create(m.firstInvalidPFN, m.pfn(8)) }
-        m.expectRefused(.EPERM) { try create(TestMachine.mmioPFN, m.pfn(8)) }
-        m.expectRefused(.EPERM) { try create(m.pfn(30), m.pfn(8)) }
-        m.expectRefused(.EPERM) { try create(m.pfn(100), m.pfn(8)) }  // another VM's structure
+        m.expectRefused(d) { try create(m.firstInvalidPFN, m.pfn(8)) }
+        m.expectRefused(d) { try create(TestMachine.mmioPFN, m.pfn(8)) }
+        m.expectRefused(d) { try create(m.pfn(30), m.pfn(8)) }
+        m.expectRefused(d) { try create(m.pfn(100), m.pfn(8)) }  // another VM's structure
         // 3. the PGD likewise.
-        m.expectRefused(.EINVAL) { try create(m.pfn(4), m.firstInvalidPFN) }
-        m.expectRefused(.EPERM) { try create(m.pfn(4), TestMachine.mmioPFN) }
-        m.expectRefused(.EPERM) { try create(m.pfn(4), m.pfn(30)) }  // first PGD page shared
-        m.expectRefused(.EPERM) { try create(m.pfn(4), m.pfn(32)) }  // second one
-        m.expectRefused(.EPERM) { try create(m.pfn(4), m.pfn(102)) }  // another VM's PGD
+        m.expectRefused(d) { try create(m.pfn(4), m.firstInvalidPFN) }
+        m.expectRefused(d) { try create(m.pfn(4), TestMachine.mmioPFN) }
+        m.expectRefused(d) { try create(m.pfn(4), m.pfn(30)) }  // first PGD page shared
+        m.expectRefused(d) { try create(m.pfn(4), m.pfn(32)) }  // second one
+        m.expectRefused(d) { try create(m.pfn(4), m.pfn(102)) }  // another VM's PGD
         // 4. metadata inside the PGD.
-        m.expectRefused(.EPERM) { try create(m.pfn(8), m.pfn(8)) }
-        m.expectRefused(.EPERM) { try create(m.pfn(9), m.pfn(8)) }
+        m.expectRefused(d) { try create(m.pfn(8), m.pfn(8)) }
+        m.expectRefused(d) { try create(m.pfn(9), m.pfn(8)) }
         #expect(m.hyp.vms.map(\.handle) == [existing])
         // Nothing was taken: the next VM gets the next handle and these pages.
         let h = try m.hyp.createVM(protected: false, donating: Donation(metadata: m.pfn(4), pgd: m.pfn(8)))
@@ -69,36 +73,41 @@ import Testing
         #expect(h == VMHandle(rawValue: 0x1001))
     }
 
-    @Test func createVMPrecedence() throws {
-        let m = try TestMachine()
+    @Test(arguments: PKVMProfile.allCases)
+    func createVMPrecedence(profile: PKVMProfile) throws {
+        let m = try TestMachine(profile: profile)
+        let d: HypError = profile == .mainline ? .ENOMEM : .EINVAL
         // Misaligned PGD and MMIO metadata: the alignment -EINVAL, not the memory -EPERM.
-        m.expectRefused(.EINVAL) {
+        m.expectRefused(d) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: TestMachine.mmioPFN, pgd: m.pfn(9)))
         }
         // MMIO metadata (-EPERM) and an invalid PGD pfn (-EINVAL): the metadata is checked first.
-        m.expectRefused(.EPERM) {
+        m.expectRefused(d) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: TestMachine.mmioPFN, pgd: m.firstInvalidPFN))
         }
         // Good metadata, PGD half shared: nothing is donated, the metadata included.
         try m.hyp.hostShareHyp(m.pfn(9))
         m.expectSound()
-        m.expectRefused(.EPERM) {
+        m.expectRefused(d) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: m.pfn(4), pgd: m.pfn(8)))
         }
         #expect(m.view(4) == TestMachine.hostOwned)
         #expect(m.view(8) == TestMachine.hostOwned)
     }
 
-    @Test func createVMPGDStraddlingRAMEnd() throws {
+    @Test(arguments: PKVMProfile.allCases)
+    func createVMPGDStraddlingRAMEnd(profile: PKVMProfile) throws {
+        let d: HypError = profile == .mainline ? .ENOMEM : .EINVAL
         // RAM ends one page past a 2-page boundary, so an aligned PGD can straddle it.
-        let m = try TestMachine(regions: [MemoryRegion(base: PhysAddr(TestMachine.ramBase), size: (64 << 20) + 4096)])
+        let m = try TestMachine(regions: [MemoryRegion(base: PhysAddr(TestMachine.ramBase), size: (64 << 20) + 4096)],
+                                profile: profile)
         m.expectSound()
         let last = m.pfn(m.ramPages - 1)
         #expect(last.rawValue % 2 == 0)
-        m.expectRefused(.EINVAL) {
+        m.expectRefused(d) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: m.pfn(4), pgd: last))
         }
-        m.expectRefused(.EPERM) {
+        m.expectRefused(d) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: m.pfn(4), pgd: last.advanced(by: 2)))
         }
     }
@@ -144,15 +153,26 @@ import Testing
         #expect(h == handles[7])
     }
 
-    @Test func pgdAlignmentIsCheckedBeforeTheVMTable() throws {
+    /// Android checks the donations (a misaligned PGD: -EINVAL) before the VM table (-ENOMEM);
+    /// mainline reserves the slot first (`__pkvm_reserve_vm`), so a full table wins.
+    @Test(arguments: PKVMProfile.allCases)
+    func pgdAlignmentAndTheVMTable(profile: PKVMProfile) throws {
         // 40-bit IPA: a two-page PGD can be misaligned.
-        let m = try TestMachine(megabytes: 16)
+        let m = try TestMachine(megabytes: 16, profile: profile)
         _ = try fillVMTable(m, checkEvery: 64)
-        m.expectRefused(.EINVAL) {
+        m.expectRefused(profile == .mainline ? .ENOMEM : .EINVAL) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: m.pfn(10), pgd: m.pfn(13)))
         }
         m.expectRefused(.ENOMEM) {
             _ = try m.hyp.createVM(protected: true, donating: Donation(metadata: m.pfn(10), pgd: m.pfn(12)))
+        }
+    }
+
+    @Test(arguments: PKVMProfile.allCases)
+    func createVMNeedsAVCPU(profile: PKVMProfile) throws {
+        let m = try TestMachine(profile: profile)
+        m.expectRefused(.EINVAL) {
+            _ = try m.hyp.createVM(protected: true, vcpus: 0, donating: Donation(metadata: m.pfn(4), pgd: m.pfn(8)))
         }
     }
 
@@ -214,32 +234,44 @@ import Testing
 
     // MARK: Teardown
 
-    @Test func startTeardownRefusals() throws {
-        let m = try TestMachine()
+    /// Mainline (v7.1-rc4) answers -EINVAL for a missing VM, a referenced one and one already
+    /// dying; Android 6.12 -ENOENT, -EBUSY and -EINVAL.
+    @Test(arguments: PKVMProfile.allCases)
+    func startTeardownRefusals(profile: PKVMProfile) throws {
+        let m = try TestMachine(profile: profile)
+        let android = profile == .android
         let h = try m.createVM(protected: true, at: 100)
         m.expectSound()
-        m.expectRefused(.ENOENT) { try m.hyp.startTeardown(vm: VMHandle(rawValue: 0x1001)) }
-        m.expectRefused(.ENOENT) { try m.hyp.startTeardown(vm: VMHandle(rawValue: 7)) }
+        m.expectRefused(android ? .ENOENT : .EINVAL) { try m.hyp.startTeardown(vm: VMHandle(rawValue: 0x1001)) }
+        m.expectRefused(android ? .ENOENT : .EINVAL) { try m.hyp.startTeardown(vm: VMHandle(rawValue: 7)) }
+        // A loaded vCPU holds a reference.
+        try m.hyp.loadVCPU(vm: h, vcpu: 0)
+        m.expectRefused(android ? .EBUSY : .EINVAL) { try m.hyp.startTeardown(vm: h) }
+        m.hyp.putVCPU(vm: h, vcpu: 0)
         try m.hyp.startTeardown(vm: h)
         m.expectSound()
         #expect(try #require(m.hyp.vm(h)).isDying)
         m.expectRefused(.EINVAL) { try m.hyp.startTeardown(vm: h) }
-        // -EBUSY needs a VM reference (a loaded vCPU), which no public API takes yet.
+        // A dying VM cannot be entered again.
+        m.expectRefused(.EINVAL) { try m.hyp.loadVCPU(vm: h, vcpu: 0) }
     }
 
-    @Test func finalizeRefusals() throws {
-        let m = try TestMachine()
+    /// Mainline: -EINVAL for missing, referenced or not dying; Android: -ENOENT, then -EBUSY.
+    @Test(arguments: PKVMProfile.allCases)
+    func finalizeRefusals(profile: PKVMProfile) throws {
+        let m = try TestMachine(profile: profile)
+        let android = profile == .android
         let h = try m.createVM(protected: true, at: 100)
         m.expectSound()
-        m.expectRefused(.ENOENT) { _ = try m.hyp.finalizeTeardown(vm: VMHandle(rawValue: 0x1001)) }
-        m.expectRefused(.EBUSY) { _ = try m.hyp.finalizeTeardown(vm: h) }
+        m.expectRefused(android ? .ENOENT : .EINVAL) { _ = try m.hyp.finalizeTeardown(vm: VMHandle(rawValue: 0x1001)) }
+        m.expectRefused(android ? .EBUSY : .EINVAL) { _ = try m.hyp.finalizeTeardown(vm: h) }
         try m.hyp.startTeardown(vm: h)
         m.expectSound()
         try m.hyp.finalizeTeardown(vm: h)
         m.expectSound()
         #expect(m.hyp.vm(h) == nil)
-        m.expectRefused(.ENOENT) { _ = try m.hyp.finalizeTeardown(vm: h) }
-        m.expectRefused(.ENOENT) { try m.hyp.startTeardown(vm: h) }
+        m.expectRefused(android ? .ENOENT : .EINVAL) { _ = try m.hyp.finalizeTeardown(vm: h) }
+        m.expectRefused(android ? .ENOENT : .EINVAL) { try m.hyp.startTeardown(vm: h) }
         m.expectRefused(.EINVAL) { try m.hyp.hostDonateGuest(m.pfn(10), gfn: GFN(1), vm: h) }
         m.expectRefused(.EINVAL) { try m.hyp.reclaimDyingGuestPage(vm: h, gfn: GFN(1)) }
     }

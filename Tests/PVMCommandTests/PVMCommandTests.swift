@@ -103,7 +103,7 @@ struct BootCommandTests {
         let r = try pvm(["boot"])
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("Hello from a protected pvm guest!"))
-        #expect(r.err.contains("pvm: guest powered off · protected, 1 vCPU, 64 MiB"))
+        #expect(r.err.contains("pvm: guest powered off · protected, mainline pKVM ABI, 1 vCPU, 64 MiB, kvm"))
         #expect(r.err.contains("pages donated"))
         #expect(r.err.contains("verified zero"))
     }
@@ -113,6 +113,8 @@ struct BootCommandTests {
         #expect(r.status == 1)
         #expect(r.err.contains("guest stopped by EL2"))
         #expect(r.err.contains("MEM_RELINQUISH"))
+        // giveaway's ELF note asks for the android profile.
+        #expect(r.err.contains("android pKVM ABI"))
         #expect(r.err.contains("insn:"))
     }
 

@@ -4,7 +4,7 @@
 /// The C side of pvm's KVM layer: the one `ioctl` call (variadic, so Swift cannot call it
 /// directly), the uAPI structs of the system's <linux/kvm.h> (Linux 6.1 on the build machine),
 /// and the uAPI numbers that are newer than those headers (values from Linux 6.18's
-/// include/uapi/linux/kvm.h; see ../shared/spec/kvm-uapi.md sections 2-5).
+/// include/uapi/linux/kvm.h; Documentation/virt/kvm/api.rst sections 4 and 5).
 
 #include <linux/kvm.h>
 #include <stdint.h>

@@ -1,4 +1,5 @@
 import EL2
+import KVMBackend
 import EmbeddedImages
 import Foundation
 import Testing
@@ -16,7 +17,7 @@ struct DMATests {
         c.iommuMode = mode
         c.trace = trace
         c.console = console.sink
-        let m = try Machine(c)
+        let m = try Machine(c, backend: KVMBackend())
         #expect(try m.run() == .poweredOff, "\(console.text)")
         return (m, console.text)
     }

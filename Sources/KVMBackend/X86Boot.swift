@@ -1,7 +1,8 @@
 import KVM
+import VMM
 
 /// The x86-64 boot state pvm gives a vCPU: straight into 64-bit long mode, no BIOS and no real
-/// mode (as Firecracker and KVM's selftests do; ../shared/spec/kvm-uapi.md section 8).
+/// mode (as Firecracker and KVM's selftests do: Intel SDM vol. 3, 9.8.5 "Initializing IA-32e mode").
 enum X86Boot {
     /// The GDT: null, kernel code (0x08) and data (0x10), a 16-byte TSS descriptor (0x18), and
     /// the user code (0x28, used as 0x2b) and data (0x30, used as 0x33) segments guests run in.
@@ -10,6 +11,12 @@ enum X86Boot {
         tssLimit | (tss << 16) | 0x8b << 40, 0,
         0x00af_fb00_0000_ffff, 0x00cf_f300_0000_ffff,
     ]
+    /// `out $0xf1, %eax` is pvm's x86 stand-in for `HVC #0`; x0..x3 = rax, rbx, rcx, rdx.
+    static let hypercallPort: UInt16 = 0xF1
+    /// Guest frames the VMM writes before the first instruction and donates up front: the GDT,
+    /// page tables and boot configuration (the CPU walks the tables before any exit could
+    /// donate them).
+    static let bootStructurePages: Range<UInt64> = 0x1 ..< 0x9
     static let codeSelector: UInt16 = 0x2b
     static let dataSelector: UInt16 = 0x33
     /// RFLAGS: interrupts off, IOPL 0. Bit 1 is reserved and set.
@@ -18,7 +25,7 @@ enum X86Boot {
     /// The TSS, in the GDT's page: only its I/O permission bitmap matters. It lets ring 3 use
     /// the four ports a 32-bit `out $0xf1, %eax` covers (0xF1–0xF4, the hypercall conduit) and
     /// no other port.
-    static let tss: UInt64 = GuestABI.gdt + 0x800
+    static let tss: UInt64 = GuestLayout.gdt + 0x800
     static let ioBitmapOffset: UInt64 = 0x68
     static let tssLimit: UInt64 = ioBitmapOffset + 32  // 256 ports, then the 0xff terminator
 
@@ -26,7 +33,7 @@ enum X86Boot {
         var t = [UInt8](repeating: 0, count: Int(tssLimit) + 1)
         t[0x66] = UInt8(ioBitmapOffset)
         for i in 0 ..< 33 { t[Int(ioBitmapOffset) + i] = 0xff }
-        for port in Int(GuestABI.hypercallPort) ..< Int(GuestABI.hypercallPort) + 4 {
+        for port in Int(hypercallPort) ..< Int(hypercallPort) + 4 {
             t[Int(ioBitmapOffset) + port / 8] &= ~(1 << UInt8(port % 8))
         }
         return t
@@ -37,11 +44,11 @@ enum X86Boot {
     static func structures(memory: UInt64) -> [(UInt64, [UInt8])] {
         func bytes(_ words: [UInt64]) -> [UInt8] { words.flatMap { w in (0 ..< 8).map { UInt8(truncatingIfNeeded: w >> ($0 * 8)) } } }
         let present: UInt64 = 0x7, large: UInt64 = 0x80  // P | RW | US
-        let pml4 = [GuestABI.pdpt | present]
-        let pdpt = (0 ..< 4).map { GuestABI.pageDirectories + UInt64($0) * 0x1000 | present }
+        let pml4 = [GuestLayout.pdpt | present]
+        let pdpt = (0 ..< 4).map { GuestLayout.pageDirectories + UInt64($0) * 0x1000 | present }
         let pds = (0 ..< 2048).map { UInt64($0) << 21 | present | large }
-        return [(GuestABI.gdt, bytes(gdtEntries)), (tss, tssBytes()), (GuestABI.pml4, bytes(pml4)), (GuestABI.pdpt, bytes(pdpt)),
-                (GuestABI.pageDirectories, bytes(pds))]
+        return [(GuestLayout.gdt, bytes(gdtEntries)), (tss, tssBytes()), (GuestLayout.pml4, bytes(pml4)), (GuestLayout.pdpt, bytes(pdpt)),
+                (GuestLayout.pageDirectories, bytes(pds))]
     }
 
     /// Long mode at CPL 3: paging on, PAE, NX, SSE enabled.
@@ -65,10 +72,10 @@ enum X86Boot {
         var ldt = X86Segment()
         ldt.unusable = true
         s.ldt = ldt
-        s.gdt = (GuestABI.gdt, UInt16(gdtEntries.count * 8 - 1))
+        s.gdt = (GuestLayout.gdt, UInt16(gdtEntries.count * 8 - 1))
         s.idt = (0, 0)
         s.cr0 = 0x8000_0033  // PG | NE | ET | MP | PE
-        s.cr3 = GuestABI.pml4
+        s.cr3 = GuestLayout.pml4
         s.cr4 = 0x620  // OSXMMEXCPT | OSFXSR | PAE
         s.efer = 0xd00  // NXE | LMA | LME
         return s

@@ -1,16 +1,24 @@
 import EL2
+import Synchronization
 
-/// The MMIO front of the DMA engine assigned to the guest (GuestABI.dmaMMIO, docs/vmm.md):
+/// The MMIO front of the DMA engine assigned to the guest (GuestLayout.dmaMMIO, docs/vmm.md):
 /// SRC 0x00, DST 0x08, LEN 0x10, FILL 0x18 (byte), CMD 0x20 (write 1 = copy, 2 = fill; runs to
 /// completion before the write returns), STATUS 0x28 (0 done, 3 SMMU fault, 4 rejected),
 /// DONE 0x30 (bytes written). Addresses are the guest's IPAs: the engine's stream is assigned
 /// to the guest, so its SMMU domain is the guest's own stage-2.
-extension Machine {
-    /// Largest operation one command may ask for.
-    static let guestDMAMaxBytes: UInt64 = 1 << 20
+final class GuestDMADevice: MMIODevice {
+    let name = "guest-dma"
+    let engine: DMAEngine
+    /// SRC, DST, LEN, FILL, STATUS, DONE.
+    private let registers = Mutex<[UInt64]>([0, 0, 0, 0, 0, 0])
 
-    func guestDMARead(offset: UInt64) -> UInt64 {
-        guestDMARegisters.withLock { r in
+    /// Largest operation one command may ask for.
+    static let maxBytes: UInt64 = 1 << 20
+
+    init(engine: DMAEngine) { self.engine = engine }
+
+    func read(offset: UInt64, size: Int) -> UInt64 {
+        registers.withLock { r in
             switch offset {
             case 0x00: r[0]
             case 0x08: r[1]
@@ -23,16 +31,15 @@ extension Machine {
         }
     }
 
-    func guestDMAWrite(offset: UInt64, value: UInt64) {
-        guard let engine = guestDMA else { return }
-        let command: DMAEngine.Operation? = guestDMARegisters.withLock { r in
+    func write(offset: UInt64, size: Int, value: UInt64) {
+        let command: DMAEngine.Operation? = registers.withLock { r in
             switch offset {
             case 0x00: r[0] = value
             case 0x08: r[1] = value
             case 0x10: r[2] = value
             case 0x18: r[3] = value & 0xFF
             case 0x20:
-                guard r[2] > 0, r[2] <= Self.guestDMAMaxBytes, value == 1 || value == 2 else {
+                guard r[2] > 0, r[2] <= Self.maxBytes, value == 1 || value == 2 else {
                     r[4] = 4
                     r[5] = 0
                     return nil
@@ -45,7 +52,7 @@ extension Machine {
         }
         guard let command else { return }
         let outcome = engine.perform(command)
-        guestDMARegisters.withLock { r in
+        registers.withLock { r in
             r[4] = outcome.fault == nil ? 0 : 3
             r[5] = UInt64(outcome.bytes)
         }

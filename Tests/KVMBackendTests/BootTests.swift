@@ -2,6 +2,7 @@ import EL2
 import EmbeddedImages
 import Foundation
 import KVM
+import KVMBackend
 import Synchronization
 import Testing
 import Disassembly
@@ -24,15 +25,16 @@ final class Console: Sendable {
 
 /// Builds a machine for a built-in image.
 func machine(_ image: EmbeddedImage, vcpus: Int = 1, protected: Bool = true, tamper: Bool = false,
-             trace: EventTrace? = nil, console: Console) throws -> Machine {
+             profile: PKVMProfile = .mainline, trace: EventTrace? = nil, console: Console) throws -> Machine {
     var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: image.bytes)
+    c.profile = profile
     c.payloadName = image.rawValue
     c.vcpus = vcpus
     c.isProtected = protected
     c.tamperPayload = tamper
     c.trace = trace
     c.console = console.sink
-    return try Machine(c)
+    return try Machine(c, backend: KVMBackend())
 }
 
 @Suite(.serialized, .enabled(if: kvmUnavailable == nil, "needs /dev/kvm"))
@@ -51,11 +53,14 @@ struct BootTests {
         #expect(report.reclaimed == stats.donated)
     }
 
-    @Test func shareGuestPassesEveryCheck() throws {
+    /// The share guest expects each profile's answers (it tells them apart by FEATURES).
+    @Test(arguments: [(PKVMProfile.mainline, 29), (.android, 30)])
+    func shareGuestPassesEveryCheck(profile: PKVMProfile, checks: Int) throws {
         let console = Console()
-        let m = try machine(.share, console: console)
+        let m = try machine(.share, profile: profile, console: console)
         #expect(try m.run() == .poweredOff)
-        #expect(console.text.contains("share: 26/26 checks passed"), "\(console.text)")
+        #expect(console.text.contains("share: \(profile == .android ? "Android" : "mainline") pKVM ABI"))
+        #expect(console.text.contains("share: \(checks)/\(checks) checks passed"), "\(console.text)")
         #expect(!console.text.contains("FAIL"))
         #expect(m.hypervisor.checkInvariants().isEmpty)
         #expect(try m.teardown().isClean)
@@ -66,22 +71,22 @@ struct BootTests {
         let m = try machine(.hello, console: console)
         #expect(try m.run() == .poweredOff)
         // The payload's first page is the guest's: EL2 refuses the host, and says so.
-        #expect(throws: HostAccessError.self) { _ = try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 16) }
+        #expect(throws: HostAccessError.self) { _ = try m.accessor.read(gpa: GuestLayout.payloadWindowStart, count: 16) }
         do {
-            _ = try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 16)
+            _ = try m.accessor.read(gpa: GuestLayout.payloadWindowStart, count: 16)
         } catch {
             #expect(error.error == .EPERM)
             #expect(!error.isWrite)
         }
         // The console page was shared by the firmware: the host may read it.
-        let shared = try m.accessor.read(gpa: GuestABI.consolePage, count: 5)
+        let shared = try m.accessor.read(gpa: GuestLayout.consolePage, count: 5)
         #expect(shared.count == 5)
         #expect(try m.teardown().isClean)
     }
 
     @Test func guestTouchingAPageItGaveAwayIsStopped() throws {
         let console = Console()
-        let m = try machine(.giveaway, console: console)
+        let m = try machine(.giveaway, profile: .android, console: console)
         guard case let .faulted(report) = try m.run() else {
             Issue.record("giveaway was not stopped: \(console.text)")
             return
@@ -104,7 +109,7 @@ struct BootTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-giveaway-\(getpid()).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let console = Console()
-        let m = try machine(.giveaway, trace: try EventTrace(path: path), console: console)
+        let m = try machine(.giveaway, profile: .android, trace: try EventTrace(path: path), console: console)
         guard case let .faulted(report) = try m.run() else {
             Issue.record("giveaway was not stopped: \(console.text)")
             return
@@ -173,7 +178,7 @@ struct BootTests {
             let page = try m.accessor.read(gpa: gpa, count: 4096)
             if page.contains(where: { $0 != 0 }) { nonZero.append(gpa) }
         }
-        #expect(nonZero == [GuestABI.consolePage])
+        #expect(nonZero == [GuestLayout.consolePage])
     }
 
     @Test func tamperedPayloadIsRefusedByTheFirmware() throws {
@@ -185,12 +190,13 @@ struct BootTests {
         #expect(try m.teardown().isClean)
     }
 
-    @Test func fourVCPUsSharingAndUnsharingKeepEL2Consistent() throws {
+    @Test(arguments: [(PKVMProfile.mainline, 31), (.android, 32)])
+    func fourVCPUsSharingAndUnsharingKeepEL2Consistent(profile: PKVMProfile, checks: Int) throws {
         let console = Console()
-        let m = try machine(.share, vcpus: 4, console: console)
+        let m = try machine(.share, vcpus: 4, profile: profile, console: console)
         #expect(try m.run() == .poweredOff)
         #expect(console.text.contains("share: ok smp share/unshare on 4 vCPUs"), "\(console.text)")
-        #expect(console.text.contains("28/28 checks passed"))
+        #expect(console.text.contains("\(checks)/\(checks) checks passed"))
         #expect(m.statistics.shared > 800)
         #expect(m.hypervisor.checkInvariants().isEmpty)
         let report = try m.teardown()
@@ -203,7 +209,7 @@ struct BootTests {
         #expect(try m.run() == .poweredOff)
         #expect(console.text.contains("Hello from a non-protected pvm guest!"))
         // The host shared its pages: it can still read the guest's memory.
-        #expect(try m.accessor.read(gpa: GuestABI.payloadWindowStart, count: 4).count == 4)
+        #expect(try m.accessor.read(gpa: GuestLayout.payloadWindowStart, count: 4).count == 4)
         #expect(m.hypervisor.checkInvariants().isEmpty)
         #expect(try m.teardown().isClean)
     }
@@ -220,7 +226,7 @@ struct BootTests {
         var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: payload)
         c.payloadName = "bad"
         #expect {
-            _ = try Machine(c)
+            _ = try Machine(c, backend: KVMBackend())
         } throws: { error in
             guard let e = error as? VMMError, case .image = e else { return false }
             return e.description.contains(message)
@@ -232,7 +238,7 @@ struct BootTests {
         var c = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: EmbeddedImage.firmware.bytes)
         c.payloadName = "firmware-as-payload"
         #expect {
-            _ = try Machine(c)
+            _ = try Machine(c, backend: KVMBackend())
         } throws: { error in
             (error as? VMMError)?.description.contains("outside guest memory window") == true
         }

@@ -1,0 +1,91 @@
+import EL2
+import HostMemory
+
+/// The seam between the machine core and what executes guest instructions: KVM today
+/// (`KVMBackend`), a scripted test double (`ScriptedBackend`), an AArch64 interpreter next.
+///
+/// A backend executes and reports exits; it knows no ownership rule. It applies the mappings EL2
+/// tells it about through `eventSink` (KVM mirrors them into the real MMU; an interpreter walks
+/// EL2's tables itself and only needs the TLB invalidations), and it reports every access the
+/// guest may not make as a `GuestExit.stage2Abort`, which the core hands to EL2.
+///
+/// Order of calls, all from the thread that builds the `Machine`: `attach(_:)` (guest RAM exists,
+/// EL2 does not yet), `eventSink` (read once, as EL2 boots), `attachGuest(vmid:)`,
+/// `makeVCPU(index:)` for every vCPU.
+public protocol ExecutionBackend: AnyObject, Sendable {
+    /// Short name for messages and traces: "kvm", "scripted", "interp".
+    var name: String { get }
+    /// The guest architecture this backend executes.
+    var architecture: GuestArchitecture { get }
+    /// The largest number of vCPUs it can run.
+    var maxVCPUs: Int { get }
+    /// What the backend must hear from EL2: stage-2 updates to mirror, TLB invalidations to
+    /// perform. Read once, after `attach(_:)`. Called with EL2's locks held; it must not call
+    /// back into EL2.
+    var eventSink: (any EL2EventSink)? { get }
+    /// Guest RAM exists: create the backend's VM over it (KVM: the VM and its memslot).
+    func attach(_ ram: GuestRAM) throws(VMMError)
+    /// The guest's VMID in EL2: from now on, stage-2 updates of that VMID are the guest's.
+    func attachGuest(vmid: VMID)
+    /// Creates vCPU `index` (powered off until `GuestVCPU.powerOn`).
+    func makeVCPU(index: Int) throws(VMMError) -> any GuestVCPU
+    /// The architecture's boot structures, written into guest RAM before the first instruction
+    /// (x86-64: GDT, TSS and identity page tables), as (guest-physical address, bytes).
+    func bootStructures(memory: UInt64) -> [(gpa: UInt64, bytes: [UInt8])]
+    /// Guest frames the CPU needs mapped before it can execute at all (the page tables it walks
+    /// before any exit could fault them in). Donated up front.
+    var bootStructurePages: Range<UInt64> { get }
+    /// Why the backend can no longer follow EL2 (an mprotect failed), if it cannot.
+    var failure: String? { get }
+}
+
+/// One vCPU of a backend. `run()` and everything but `kick()` are called from the vCPU's own
+/// thread; `kick()` from any thread.
+public protocol GuestVCPU: AnyObject, Sendable {
+    var index: Int { get }
+    /// Sets the architectural state a vCPU powers on with (PSCI CPU_ON, or the boot vCPU):
+    /// the program counter at `entry`, the first argument register holding `context`, and the
+    /// stack pointer at `stack` (0: the entry code sets its own).
+    func powerOn(entry: UInt64, context: UInt64, stack: UInt64) throws(VMMError)
+    /// Runs the guest until the next exit.
+    func run() -> GuestExit
+    /// The SMCCC registers of the hypercall that just exited: x0 (function ID) to x3.
+    var hypercallArguments: SMCCCRegisters { get }
+    /// Writes x0..x3 for the guest to read when it resumes after the hypercall.
+    func setHypercallResults(_ results: SMCCCRegisters)
+    /// Rewinds the vCPU onto the hypercall that just exited, so it runs again on the next
+    /// `run()` (pKVM rewinds ELR_EL2 for MEM_SHARE's fault-then-retry).
+    func retryHypercall()
+    /// Completes a decoded stage-2 abort the core emulated (`Stage2Abort.resume == .complete`):
+    /// a read gets `value` in its destination register; the vCPU moves past the instruction.
+    func completeAccess(read value: UInt64)
+    /// Makes `run()` return `.interrupted` soon, from any thread.
+    func kick()
+    /// The instruction at the program counter, decoded, and the virtual address of its memory
+    /// operand: what a fault record holds. Cold path.
+    func faultContext() -> FaultContext
+    /// The program counter, when the backend can read it.
+    var programCounter: UInt64? { get }
+}
+
+/// The guest architectures pvm runs.
+public enum GuestArchitecture: String, Sendable, CustomStringConvertible {
+    case x86_64 = "x86-64"
+    case aarch64
+
+    public var description: String { rawValue }
+}
+
+/// Guest RAM as the core built it, for a backend to run over: one memory file whose first
+/// `guestSize` bytes back guest-physical 0 up (the KVM memslot maps exactly those), and EL2's
+/// physical memory over the whole file.
+public struct GuestRAM: Sendable {
+    /// The file backing all of physical memory.
+    public let file: SharedMemoryFile
+    /// Physical address of guest-physical 0.
+    public let ramBase: UInt64
+    /// Bytes of guest RAM.
+    public let guestSize: UInt64
+    /// EL2's physical memory (guest RAM, the host's pages, EL2's carveout).
+    public let memory: PhysicalMemory
+}
