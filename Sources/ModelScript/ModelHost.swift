@@ -45,12 +45,12 @@ struct ModelHost {
 
     /// Creates a VM the way the host's `pkvm_create_hyp_vm` does: picks a page for EL2's VM
     /// structure and an aligned PGD, then tops up the memcache with `memcache` pages.
-    func createVM(protected: Bool, memcache: Int) throws(HypError) -> VMHandle {
+    func createVM(protected: Bool, vcpus: Int = 1, memcache: Int) throws(HypError) -> VMHandle {
         let pgdPages = hyp.geometry.pgdPages
         guard let pgd = allocate(pgdPages, alignment: UInt64(pgdPages)) else { throw .ENOMEM }
         let pgdSet = Set((0..<UInt64(pgdPages)).map { pgd.advanced(by: $0) })
         guard let metadata = allocate(1, avoiding: pgdSet) else { throw .ENOMEM }
-        let handle = try hyp.createVM(protected: protected, donating: .init(metadata: metadata, pgd: pgd))
+        let handle = try hyp.createVM(protected: protected, vcpus: vcpus, donating: .init(metadata: metadata, pgd: pgd))
         try setMemcache(handle, to: memcache)
         return handle
     }

@@ -22,16 +22,16 @@ struct ModelOperation: Sendable {
         }
     }
 
-    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + reclaim + iommu + inspection
+    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + guestABI + reclaim + iommu + inspection
 
     static let byName: [String: ModelOperation] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 
     // MARK: VM lifecycle
 
     static let lifecycle: [ModelOperation] = [
-        .init(name: "vm_create", synopsis: "VM [protected|nonprotected]",
-              summary: "create a VM (default protected) and top its memcache up to \(ModelSession.defaultMemcache) pages",
-              arity: 1...2) { a throws(ModelLineError) in
+        .init(name: "vm_create", synopsis: "VM [protected|nonprotected] [VCPUS]",
+              summary: "create a VM (default protected, 1 vCPU) and top its memcache up to \(ModelSession.defaultMemcache) pages",
+              arity: 1...3) { a throws(ModelLineError) in
             let name = String(a.tokens[0])
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
             else { throw ModelLineError("vm_create: VM name '\(name)' may use letters, digits, '_' and '-' only") }
@@ -39,16 +39,21 @@ struct ModelOperation: Sendable {
                 throw ModelLineError("vm_create: VM '\(name)' already exists (tear it down first)")
             }
             var protected = true
-            if a.count == 2 {
+            if a.count >= 2 {
                 switch a.tokens[1] {
                 case "protected": protected = true
                 case "nonprotected", "non-protected": protected = false
                 default: throw ModelLineError("vm_create: kind '\(a.tokens[1])' must be protected or nonprotected")
                 }
             }
+            let vcpus = a.count == 3 ? try a.number(2, "VCPUS") : 1
+            guard vcpus <= UInt64(Hypervisor.maxVCPUsPerVM) else {
+                throw ModelLineError("vm_create: VCPUS \(vcpus) is more than \(Hypervisor.maxVCPUsPerVM)")
+            }
             var handle: VMHandle?
             let r = errno { () throws(HypError) in
-                handle = try a.session.host.createVM(protected: protected, memcache: ModelSession.defaultMemcache)
+                handle = try a.session.host.createVM(protected: protected, vcpus: Int(vcpus),
+                                                     memcache: ModelSession.defaultMemcache)
             }
             if let handle { a.session.vmNames[name] = handle }
             return r

@@ -18,6 +18,8 @@ public final class ModelSession {
         public var ramBase: UInt64 = 0x8000_0000
         /// The SMMU's design, or nil for a machine without one (default: none).
         public var iommu: IOMMUMode?
+        /// The pKVM whose guest ABI (`hvc`) and errnos EL2 answers with (default: mainline).
+        public var profile: PKVMProfile = .mainline
         public init() {}
     }
 
@@ -52,6 +54,9 @@ public final class ModelSession {
         guard configuration.ramBase % (2 << 20) == 0 else {
             throw SetupError(description: "RAM base \(hex(configuration.ramBase)) must be 2 MiB aligned")
         }
+        guard configuration.ramBase <= UInt64.max - size else {
+            throw SetupError(description: "RAM [\(hex(configuration.ramBase)), +\(size)) runs past the end of the address space")
+        }
         do {
             backing = try AnonymousMemory(size: Int(size))
         } catch {
@@ -61,7 +66,8 @@ public final class ModelSession {
             let memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(configuration.ramBase), size: size)],
                                             backing: backing.buffer, owner: backing,
                                             clearPage: AnonymousMemory.clearPage)
-            hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, iommu: configuration.iommu, sink: log)
+            hypervisor = try Hypervisor(memory: memory, ipaBits: configuration.ipaBits, iommu: configuration.iommu,
+                                        profile: configuration.profile, sink: log)
         } catch let e as PhysicalMemory.LayoutError {
             throw SetupError(description: e.description)
         } catch let e as Hypervisor.InitError {

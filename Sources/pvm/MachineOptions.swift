@@ -16,13 +16,21 @@ struct MachineOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("SMMU design: mirror (identity domain follows the host stage-2), refcount (DMA references block conversions) or none.", valueName: "MODE"))
     var iommuMode: String = "mirror"
 
+    @Option(name: .long, help: ArgumentHelp("Which pKVM's guest ABI and errnos EL2 answers with: mainline or android.", valueName: "PROFILE"))
+    var pkvmABI: String = "mainline"
+
     func validate() throws {
         _ = try configuration()
     }
 
     /// The model configuration these options describe, or a ValidationError naming the bad flag.
     func configuration() throws -> ModelSession.Configuration {
-        try Self.configuration(memory: memory, ipaBits: ipaBits, ramBase: ramBase, iommuMode: iommuMode)
+        var c = try Self.configuration(memory: memory, ipaBits: ipaBits, ramBase: ramBase, iommuMode: iommuMode)
+        guard let profile = PKVMProfile(rawValue: pkvmABI) else {
+            throw ValidationError("--pkvm-abi '\(pkvmABI)' must be mainline or android")
+        }
+        c.profile = profile
+        return c
     }
 
     /// A model configuration from flag values (also `pvm inspect --model`'s).
@@ -41,7 +49,7 @@ struct MachineOptions: ParsableArguments {
         guard let base = NumberParser.unsigned(Substring(ramBase)), base % (2 << 20) == 0 else {
             throw ValidationError("--ram-base '\(ramBase)' must be a 2 MiB aligned address")
         }
-        guard base + size <= 1 << UInt64(ipaBits) else {
+        guard base <= UInt64.max - size, base + size <= 1 << UInt64(ipaBits) else {
             throw ValidationError("RAM [\(ramBase), +\(memory)) does not fit a \(ipaBits)-bit IPA space")
         }
         c.iommu = try parseIOMMUMode(iommuMode)

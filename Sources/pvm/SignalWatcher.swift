@@ -30,10 +30,10 @@ final class SignalWatcher: @unchecked Sendable {
         let set = self.set
         thread = try? ThreadHandle.spawn { [self] in
             var wait = set
-            var timeout = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
             while !done.load(ordering: .acquiring) {
                 let s = sigtimedwait(&wait, nil, &timeout)
-                if s > 0 { machine.requestStop(signal: s) }
+                if s > 0, !done.load(ordering: .acquiring) { machine.requestStop(signal: s) }
             }
         }.get()
     }
@@ -42,6 +42,8 @@ final class SignalWatcher: @unchecked Sendable {
     /// at exit, which is what the user asked for.
     func finish() {
         done.store(true, ordering: .releasing)
+        // Wake the watcher at once: a signal it waits for, sent to it alone.
+        thread?.send(SIGTERM)
         thread?.join()
         thread = nil
     }

@@ -263,6 +263,52 @@ private func run(_ script: String, _ configure: (inout ModelSession.Configuratio
         c = ModelSession.Configuration()
         c.ipaBits = 52
         #expect(throws: ModelSession.SetupError.self) { try ModelSession(c) }
+        // RAM that would run past 2^64 is refused, not a trap.
+        c = ModelSession.Configuration()
+        c.ramBase = 0xFFFF_FFFF_FC00_0000
+        #expect(throws: ModelSession.SetupError.self) { try ModelSession(c) }
+    }
+
+    /// `hvc` calls EL2's guest entry point: results, where answered, what the host must do.
+    @Test func hvcShowsTheGuestABIWithoutBootingAGuest() throws {
+        let (lines, _) = try run("""
+            vm_create g protected 2
+            hvc g MEM_SHARE 0x100000
+            host_donate_guest 16 0x100 g
+            hvc g MEM_SHARE 0x100000
+            hvc g 0xC6000003 0x100000 1
+            hvc g PSCI_AFFINITY_INFO 1
+            hvc g PSCI_CPU_ON 1 0x4000 7
+            vcpu_state g 1
+            hvc g NO_SUCH_CALL
+            """)
+        #expect(lines[1].hasPrefix("hvc g MEM_SHARE 0x100000 -> no return (exit to host) host: fault in 1 page at IPA 0x100000"))
+        #expect(lines[1].contains("ESR_EL2=0x90000047"))
+        #expect(lines.contains("hvc g MEM_SHARE 0x100000 -> x0=0x0 x1=0x0 x2=0x0 x3=0x0 (answered at EL2)"))
+        #expect(lines.contains { $0.hasPrefix("hvc g 0xC6000003 0x100000 1 -> x0=0xfffffffffffffffd") })
+        #expect(lines.contains("hvc g PSCI_AFFINITY_INFO 1 -> x0=0x1 x1=0x0 x2=0x0 x3=0x0 (exit to host)"))
+        #expect(lines.contains { $0.hasSuffix("host: power on vCPU 1 at 0x4000, x0=0x7") })
+        #expect(lines.contains("vcpu_state g 1 -> on"))
+        #expect(lines.last?.contains("error: line 9: hvc: FID 'NO_SUCH_CALL' is not a number") == true)
+    }
+
+    @Test func hvcUnderTheAndroidProfile() throws {
+        let (lines, s) = try run("""
+            vm_create g
+            hvc g MMIO_GUARD_MAP 0xd0000000
+            hvc g MMIO_GUARD_ENROLL
+            hvc g MMIO_GUARD_MAP 0xd0000000
+            hvc g PSCI_CPU_ON 0
+            vcpu_load g 0
+            hvc g PSCI_CPU_ON 0
+            check
+            """) { $0.profile = .android }
+        #expect(lines[1].hasSuffix("-> x0=0xfffffffffffffffd x1=0x0 x2=0x0 x3=0x0 (answered at EL2)"))
+        #expect(lines[3].hasSuffix("-> x0=0x0 x1=0x1 x2=0x0 x3=0x0 (answered at EL2)"))
+        #expect(lines[4].contains("x0=0xfffffffffffffffb"))  // ON_PENDING: vCPU 0 has not run yet
+        #expect(lines[6].contains("x0=0xfffffffffffffffc"))  // ALREADY_ON
+        #expect(lines.last == "check -> ok")
+        #expect(s.hypervisor.profile == .android)
     }
 
     @Test func sizesAndNumbersParse() {

@@ -80,6 +80,8 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         (["model", "--ram-base", "0x1234"], "2 MiB aligned"),
         (["model", "--ipa-bits", "32", "--memory", "4G"], "does not fit"),
         (["model", "--iommu-mode", "pinned"], "--iommu-mode 'pinned' must be mirror, refcount or none"),
+        (["model", "--ram-base", "0xffffffffffe00000"], "does not fit"),
+        (["model", "--pkvm-abi", "gunyah"], "--pkvm-abi 'gunyah' must be mainline or android"),
         (["bench", "iommu", "--translations", "0"], "--translations must be"),
         (["trace", "t.jsonl", "--kind", "bogus"], "--kind 'bogus' is not an event kind"),
         (["trace", "t.jsonl", "--follow", "page"], "--follow 'page' is not a page frame number"),
@@ -116,6 +118,37 @@ struct BootCommandTests {
         // giveaway's ELF note asks for the android profile.
         #expect(r.err.contains("android pKVM ABI"))
         #expect(r.err.contains("insn:"))
+    }
+
+    /// SIGINT / SIGTERM: the vCPUs stop, the guest is torn down and checked, the summary says
+    /// which signal ended the run, and pvm exits 128 + the signal.
+    @Test(arguments: [(SIGINT, Int32(130), "SIGINT"), (SIGTERM, 143, "SIGTERM")])
+    func signalsStopTearDownAndSummarise(signal: Int32, status: Int32, name: String) throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("pvm")
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = ["boot", "bench", "--arg", "1000000000"]
+        let e = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = e
+        try p.run()
+        usleep(700_000)
+        kill(p.processIdentifier, signal)
+        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == status, "\(err)")
+        #expect(err.contains("pvm: \(name) received: vCPUs stopped, guest torn down and checked"))
+        #expect(err.contains("guest stopped by \(name)") && err.contains("verified zero"))
+    }
+
+    @Test func profileFlagIsChecked() throws {
+        let r = try pvm(["boot", "--pkvm-abi", "hafnium"])
+        #expect(r.status == 64)
+        #expect(r.err.contains("--pkvm-abi 'hafnium' must be mainline or android"))
+        let android = try pvm(["boot", "share", "--pkvm-abi", "android"])
+        #expect(android.status == 0, "\(android.err)")
+        #expect(android.out.contains("share: Android pKVM ABI") && !android.out.contains("FAIL"))
     }
 
     @Test func resetExitsThree() throws {
