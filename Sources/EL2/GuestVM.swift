@@ -18,6 +18,10 @@ public final class GuestVM: @unchecked Sendable {
     /// Loaded vCPUs and other holders (`hyp_vm` refcount); teardown needs zero.
     public internal(set) var references = 0
 
+    /// False once teardown started: a dying VM takes no new page from the host (pKVM's host
+    /// calls name the VM through a loaded vCPU, which a dying VM cannot have). Guarded by `lock`,
+    /// so a transition checks it in the same critical section as its commit.
+    var acceptsPages = true
     /// vCPUs the VM was created with (`created_vcpus`).
     public let vcpuCount: Int
     /// PSCI power states and loaded vCPUs; taken inside the VM-table lock when both are held,

@@ -34,6 +34,7 @@ extension Hypervisor {
     /// `__hyp_check_page_state_range`: every page's hyp state, no memory check. A page that is
     /// not RAM has no hyp state and fails the check (-EPERM).
     @inline(__always) func checkHypRange(_ start: PhysAddr, pages: UInt64, _ state: PageState) throws(HypError) {
+        guard pages > 0 else { throw .EPERM }
         if let first = memory.pageIndex(start), pages <= UInt64(memory.pageCount - first),
            memory.inOneRegion(start, PhysAddr(start.rawValue + (pages - 1) << pageShift)) {
             for i in 0..<Int(pages) where vmemmap[first + i].hypState != state { throw .EPERM }

@@ -6,7 +6,8 @@ extension Hypervisor {
     /// `pages` is 1 or 512 (one 2 MiB block, mapped as a level-2 block).
     ///
     /// Checks, in order: the VM exists (-EINVAL: pKVM's handler resolves the vCPU's VM before the
-    /// transition runs); `prot` ⊆ RWX (-EINVAL); pfn range valid (-EINVAL); transition size
+    /// transition runs); `prot` ⊆ RWX (-EINVAL); ... (see below); and, under the locks, a VM that
+    /// is not dying (-EINVAL: pKVM's host names it by a loaded vCPU, which a dying VM cannot have); pfn range valid (-EINVAL); transition size
     /// (-EINVAL); memory check (-EINVAL / -EPERM); in `IOMMUMode.refcount`, a DMA-mapped page
     /// (-EINVAL); guest NOPAGE over the range (-EPERM; -ERANGE past the IPA limit); per page: host OWNED passes, host SHARED_OWNED with a share count
     /// of U32_MAX gives -EBUSY, with a count above zero passes, anything else -EPERM; memcache
@@ -22,6 +23,7 @@ extension Hypervisor {
         try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
         try checkRangeAllowedMemory(phys, pages: pages)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
+            guard vm.acceptsPages else { throw .EINVAL }
             try checkNotDMAMapped(phys, pages: pages)
             try checkGuestRange(vm, ipa, pages: pages, .noPage)
             let first = memory.pageIndex(phys)!
@@ -86,7 +88,8 @@ extension Hypervisor {
     /// `__pkvm_host_donate_guest`: gives one host page to a (protected) guest, the lazy donation
     /// a guest's first stage-2 fault on the page triggers.
     ///
-    /// Checks, in order: memory check (-EINVAL / -EPERM); in `IOMMUMode.refcount`, not DMA-mapped
+    /// Checks, in order: a VM that is not dying (-EINVAL, as above); memory check (-EINVAL /
+    /// -EPERM); in `IOMMUMode.refcount`, not DMA-mapped
     /// (-EINVAL); host OWNED (-EPERM); guest NOPAGE (-EPERM,
     /// a POISON entry included; -ERANGE past the IPA limit); memcache (-ENOMEM).
     /// Effect: host stage-2 annotated owner GUEST with (handle, gfn); host NOPAGE; guest
@@ -95,6 +98,7 @@ extension Hypervisor {
         let vm = try transitionVM(handle)
         let phys = pfn.address, ipa = gfn.ipa
         try withHostAndGuestLocks(vm) { () throws(HypError) in
+            guard vm.acceptsPages else { throw .EINVAL }
             try checkHostRange(phys, pages: 1, .owned, dmaUnmapped: true)
             try checkGuestRange(vm, ipa, pages: 1, .noPage)
             try checkMemcache(vm)

@@ -34,11 +34,12 @@ extension Hypervisor {
     /// `hyp_pin_shared_mem`: EL2 pins pages the host shared with it, so the host cannot unshare
     /// them while EL2 uses them; the first pin maps the page at EL2.
     ///
-    /// Checks: host SHARED_OWNED over the range (with the memory check, -EINVAL/-EPERM); hyp
-    /// SHARED_BORROWED (-EPERM). pKVM BUGs when a refcount would pass 65535; pvm refuses with
-    /// -EBUSY and changes nothing.
+    /// Checks: a non-empty range (-EINVAL); host SHARED_OWNED over the range (with the memory
+    /// check, -EINVAL/-EPERM); hyp SHARED_BORROWED (-EPERM). pKVM BUGs when a refcount would pass
+    /// 65535; pvm refuses with -EBUSY and changes nothing.
     public func hypPin(_ pfn: PFN, pages: UInt64) throws(HypError) {
         try withHostAndHypLocks { () throws(HypError) in
+            guard pages > 0 else { throw .EINVAL }
             let pa = pfn.address
             try checkHostRange(pa, pages: pages, .sharedOwned)
             try checkHypRange(pa, pages: pages, .sharedBorrowed)
@@ -50,14 +51,21 @@ extension Hypervisor {
 
     /// `hyp_unpin_shared_mem`: drops one pin per page; the last unpin unmaps the page at EL2.
     ///
-    /// pKVM checks nothing and BUGs on a refcount already zero. pvm refuses the whole call
-    /// instead, changing nothing: -EINVAL if the range is not RAM or any page is not pinned.
+    /// pKVM trusts its caller (EL2 itself) and BUGs on a refcount already zero. pvm's host may
+    /// call it, so it refuses the whole call, changing nothing, unless every page is pinned
+    /// shared memory: a non-empty range of RAM (-EINVAL), host SHARED_OWNED and hyp
+    /// SHARED_BORROWED (-EINVAL: anything else is not a pin, and its refcount counts page-table
+    /// entries or DMA mappings), a pin to drop (-EINVAL).
     public func hypUnpin(_ pfn: PFN, pages: UInt64) throws(HypError) {
         try withHostAndHypLocks { () throws(HypError) in
+            guard pages > 0, pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
             let pa = pfn.address
             do { try checkRangeAllowedMemory(pa, pages: pages) } catch { throw .EINVAL }
             let first = memory.pageIndex(pa)!
-            for i in 0..<Int(pages) where vmemmap[first + i].refcount == 0 { throw .EINVAL }
+            for i in 0..<Int(pages) {
+                let p = vmemmap[first + i]
+                guard p.hostState == .sharedOwned, p.hypState == .sharedBorrowed, p.refcount > 0 else { throw .EINVAL }
+            }
             for i in 0..<Int(pages) { vmemmap.pointer(first + i).pointee.refcount -= 1 }
         }
     }
@@ -73,7 +81,7 @@ extension Hypervisor {
     }
 
     func donateToHypLocked(_ pfn: PFN, pages: UInt64) throws(HypError) {
-        guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
+        guard pages > 0, pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
         let pa = pfn.address
         try checkHostRange(pa, pages: pages, .owned, dmaUnmapped: true)
         try checkHypRange(pa, pages: pages, .noPage)
@@ -83,13 +91,13 @@ extension Hypervisor {
 
     /// `__pkvm_hyp_donate_host`: EL2 gives pages back to the host.
     ///
-    /// Checks, in order: pfn range valid (-EINVAL); hyp OWNED (-EPERM); memory check; host
-    /// NOPAGE (-EPERM). Then, a guard pKVM does not need because only EL2 calls this: a page EL2
+    /// Checks, in order: a non-empty, valid pfn range (-EINVAL); hyp OWNED (-EPERM); memory
+    /// check; host NOPAGE (-EPERM). Then, a guard pKVM does not need because only EL2 calls this: a page EL2
     /// is using (page table, pool, VM structure) is refused with -EBUSY.
     /// Effect: hyp NOPAGE; host stage-2 identity-mapped RWX; host OWNED.
     public func hypDonateHost(_ pfn: PFN, pages: UInt64) throws(HypError) {
         try withHostAndHypLocks { () throws(HypError) in
-            guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
+            guard pages > 0, pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
             let pa = pfn.address
             try checkHypRange(pa, pages: pages, .owned)
             try checkHostRange(pa, pages: pages, .noPage)

@@ -121,6 +121,7 @@ extension Hypervisor {
             if vm.references != 0 { throw android ? .EBUSY : .EINVAL }
             if vm.isDying { throw .EINVAL }
             vm.isDying = true
+            vm.lock.withLock { _ in vm.acceptsPages = false }
             return vm
         }
         if smmu != nil { hostLock.withLock { _ in detachAssignedStreamsLocked(vm) } }

@@ -60,6 +60,9 @@ struct ModelArguments {
         guard let h = session.vmNames[name] else {
             throw ModelLineError("\(operation): unknown VM '\(name)' (create it with vm_create \(name))")
         }
+        if let owner = session.handleOwners[h], owner != name {
+            throw ModelLineError("\(operation): VM '\(name)' was torn down; its handle \(h) now names '\(owner)'")
+        }
         return h
     }
 

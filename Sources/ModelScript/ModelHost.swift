@@ -31,16 +31,21 @@ struct ModelHost {
         return nil
     }
 
-    /// Allocates `count` single host pages (not necessarily consecutive).
+    /// Allocates `count` single host pages (not necessarily consecutive), in one downward scan
+    /// from the carveout: linear in the pages looked at.
     func allocatePages(_ count: Int) -> [PFN]? {
         var out: [PFN] = []
-        var avoid = Set<PFN>()
-        for _ in 0..<count {
-            guard let p = allocate(1, avoiding: avoid) else { return nil }
-            out.append(p)
-            avoid.insert(p)
+        out.reserveCapacity(count)
+        var pfn = hyp.carveout.lowerBound.rawValue
+        let bottom = hyp.memory.ramStart.pfn.rawValue
+        while out.count < count, pfn > bottom {
+            pfn -= 1
+            if let v = hyp.pageView(PFN(pfn).address), v.host == .owned, v.hyp == .noPage, v.refcount == 0,
+               v.shareCount == 0 {
+                out.append(PFN(pfn))
+            }
         }
-        return out
+        return out.count == count ? out : nil
     }
 
     /// Creates a VM the way the host's `pkvm_create_hyp_vm` does: picks a page for EL2's VM

@@ -55,7 +55,10 @@ struct ModelOperation: Sendable {
                 handle = try a.session.host.createVM(protected: protected, vcpus: Int(vcpus),
                                                      memcache: ModelSession.defaultMemcache)
             }
-            if let handle { a.session.vmNames[name] = handle }
+            if let handle {
+                a.session.vmNames[name] = handle
+                a.session.handleOwners[handle] = name
+            }
             return r
         },
         .init(name: "vm_memcache", synopsis: "VM N", summary: "set the VM's memcache to exactly N host pages",
@@ -180,16 +183,19 @@ struct ModelOperation: Sendable {
             let pfn = try a.pfn(0)
             return errno { () throws(HypError) in _ = try a.session.hypervisor.hostMemAbort(pfn.address) }
         },
-        .init(name: "host_write", synopsis: "PFN BYTE", summary: "the host fills a page with BYTE, if EL2 lets it",
+        .init(name: "host_write", synopsis: "PFN BYTE", summary: "the host fills a RAM page with BYTE, if EL2 lets it (-EFAULT where there is no RAM)",
               arity: 2...2) { a throws(ModelLineError) in
             let pfn = try a.pfn(0)
             let byte = try a.number(1, "BYTE")
             guard byte <= 0xFF else { throw ModelLineError("host_write: BYTE \(byte) does not fit in 8 bits") }
             let hyp = a.session.hypervisor
             return errno { () throws(HypError) in
-                try hyp.hostAccess(pfn.address, count: Int(pageSize))
+                // The host may reach MMIO, but there is no RAM there for the model to write.
+                guard hyp.memory.contains(pfn.address) else { throw .EFAULT }
                 let bytes = [UInt8](repeating: UInt8(byte), count: Int(pageSize))
-                bytes.withUnsafeBytes { hyp.memory.write(pfn.address, from: $0) }
+                try hyp.withHostAccess(pfn.address, count: Int(pageSize)) {
+                    bytes.withUnsafeBytes { hyp.memory.write(pfn.address, from: $0) }
+                }
             }
         },
     ]

@@ -43,6 +43,9 @@ public final class ModelSession {
     /// Script names of VMs. A torn-down VM keeps its name (EL2 then answers for a dead handle)
     /// until `vm_create` reuses it.
     var vmNames: [String: VMHandle] = [:]
+    /// The name that created the VM now (or last) at each handle: a torn-down name whose handle
+    /// a later `vm_create` reused no longer names anything.
+    var handleOwners: [VMHandle: String] = [:]
     /// Lines that could not be run so far.
     public private(set) var malformedLines = 0
 
@@ -118,6 +121,14 @@ public final class ModelSession {
                                  + "(\(name) \(op.synopsis)), got \(args.count)")
         }
         return try op.run(ModelArguments(operation: name, tokens: args, session: self))
+    }
+
+    /// The lines of a script: split at LF, CR LF or CR (Swift's `Character` makes "\r\n" one
+    /// character, so splitting at "\n" alone would keep a CRLF script as one line).
+    public static func lines(of text: String) -> [String] {
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return lines
     }
 
     /// The language reference `help` prints.

@@ -4,8 +4,37 @@ import Glibc
 import Musl
 #endif
 
-/// Writing the tools' files (a trace, a picture, an export): every `write(2)` loop is here.
+/// Reading and writing the tools' files (a trace, a script, an image, a picture, an export):
+/// every `read(2)` and `write(2)` loop is here. Reads are bounded, so no input (a huge file,
+/// /dev/zero) can make a tool read without end. EINTR is retried.
 public enum TextFile {
+    /// Why a file could not be read.
+    public enum ReadError: Error, Equatable, Sendable {
+        /// open(2) or read(2) failed with this errno.
+        case unreadable(Int32)
+        /// The file holds more than `limit` bytes (or never ends).
+        case tooLarge(limit: Int)
+    }
+
+    /// Reads at most `limit` bytes of `path`.
+    public static func read(_ path: String, limit: Int) -> Result<[UInt8], ReadError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return .failure(.unreadable(errno)) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(.unreadable(errno))
+            }
+            if n == 0 { return .success(bytes) }
+            guard bytes.count + n <= limit else { return .failure(.tooLarge(limit: limit)) }
+            bytes.append(contentsOf: chunk[0 ..< n])
+        }
+    }
+
     public struct WriteError: Error, CustomStringConvertible {
         public let path: String
         public let errno: Int32

@@ -38,23 +38,17 @@ public struct TraceFile: Sendable {
         self.records = records
     }
 
-    /// Reads and checks the trace at `path`.
+    /// The largest trace `pvm trace` reads: 256 MiB (about 1.5 million hypercalls; a parsed
+    /// trace takes several times its size in memory).
+    public static let sizeLimit = 256 << 20
+
+    /// Reads and checks the trace at `path` (at most `sizeLimit` bytes).
     public init(path: String) throws(TraceFileError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, errno: errno) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, errno: errno)
-            }
-            if n == 0 { break }
-            bytes += chunk[0 ..< n]
+        switch TextFile.read(path, limit: Self.sizeLimit) {
+        case let .success(bytes): try self.init(text: bytes)
+        case let .failure(.unreadable(e)): throw .io(path: path, errno: e)
+        case let .failure(.tooLarge(limit)): throw .tooLarge(path: path, limit: limit)
         }
-        try self.init(text: bytes)
     }
 
     /// The machines the trace describes (one per `pvm boot`).

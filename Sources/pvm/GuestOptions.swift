@@ -6,6 +6,7 @@ import EL2
 import EmbeddedImages
 import KVMBackend
 import ModelScript
+import Tracing
 import VMM
 
 /// Options that describe a guest machine, shared by `pvm boot` and `pvm inspect`.
@@ -105,7 +106,7 @@ struct GuestOptions: ParsableArguments {
     /// Reads an image file, at most `imageLimit` bytes: a larger one (or /dev/zero) is refused
     /// before it is read whole.
     private func readImageFile(_ path: String, what: String, command: String) throws -> [UInt8] {
-        switch readBytes(path, limit: Self.imageLimit) {
+        switch TextFile.read(path, limit: Self.imageLimit) {
         case let .success(bytes): return bytes
         case let .failure(.tooLarge(limit)):
             throw fatal(command, "\(what) \(path) is larger than \(limit >> 20) MiB; no pvm image is that large")

@@ -60,7 +60,9 @@ struct InspectCommand: ParsableCommand {
             if atMs != nil { throw ValidationError("--at-ms applies to a booted guest, not to --model") }
             _ = try modelConfiguration()
         }
-        if let atMs, atMs < 0 { throw ValidationError("--at-ms \(atMs) must not be negative") }
+        if let atMs, atMs < 0 || atMs > 86_400_000 {
+            throw ValidationError("--at-ms \(atMs) must be between 0 and 86400000 (a day)")
+        }
         guard granularity == "auto" || OwnershipPicture.Granularity(rawValue: granularity) != nil else {
             throw ValidationError("--granularity '\(granularity)' must be page, region or auto")
         }
@@ -102,8 +104,7 @@ struct InspectCommand: ParsableCommand {
         guard let text = readFile(script) else {
             throw fatal("inspect", "cannot read script '\(script)': \(String(cString: strerror(errno)))")
         }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        if lines.last == "" { lines.removeLast() }
+        let lines = ModelSession.lines(of: text)
         for (i, line) in lines.enumerated() {
             if let r = session.run(line: line, number: i + 1), r.isMalformed { printError("pvm inspect: \(script): \(r.text)") }
         }

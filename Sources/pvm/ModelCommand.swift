@@ -35,16 +35,24 @@ struct ModelCommand: ParsableCommand {
                 printError("pvm model: cannot read script '\(script)': \(String(cString: strerror(errno)))")
                 throw ExitCode(2)
             }
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if lines.last == "" { lines.removeLast() }
+            let lines = ModelSession.lines(of: text)
             for (i, line) in lines.enumerated() { emit(session.run(line: line, number: i + 1)) }
         } else {
             let interactive = isatty(0) == 1
             if interactive { print("pvm model: \(machine.memory) RAM, \(machine.ipaBits)-bit IPA. Type help for operations.") }
             var number = 0
+            var input = LineReader(fd: 0)
             while true {
                 if interactive { print("pvm> ", terminator: ""); fflush(nil) }
-                guard let line = readLine(strippingNewline: true) else { break }
+                let line: String?
+                do { line = try input.next() } catch {
+                    switch error {
+                    case let .lineTooLong(limit): printError("pvm model: line \(number + 1) of standard input is longer than \(limit) bytes")
+                    case let .unreadable(e): printError("pvm model: cannot read standard input: \(String(cString: strerror(e)))")
+                    }
+                    throw ExitCode(2)
+                }
+                guard let line else { break }
                 number += 1
                 emit(session.run(line: line, number: number))
             }

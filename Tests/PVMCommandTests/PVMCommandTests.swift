@@ -44,6 +44,32 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         #expect(r.out == "host_donate_hyp 0 1 -> 0\nstate 0 -> host=NOPAGE hyp=OWNED refcount=0 share_count=0\n")
     }
 
+    /// Every input is read with a bound: an endless one is refused with a clear error.
+    @Test(arguments: [
+        (["model", "/dev/zero"], "File too large"),
+        (["trace", "/dev/zero"], "more than a trace pvm reads"),
+        (["boot", "/dev/zero"], "image /dev/zero is larger than 16 MiB"),
+        (["boot", "--firmware", "/dev/zero"], "firmware /dev/zero is larger than 16 MiB"),
+        (["inspect", "--model", "/dev/zero"], "cannot read script"),
+    ])
+    func endlessInputsAreRefused(arguments: [String], message: String) throws {
+        let r = try pvm(arguments)
+        #expect(r.status == 2)
+        #expect(r.err.contains(message), "\(r.err)")
+    }
+
+    @Test func endlessStandardInputIsRefused() throws {
+        let r = try pvm(["model"], stdin: String(repeating: "x", count: 70_000))
+        #expect(r.status == 2)
+        #expect(r.err.contains("longer than 65536 bytes"))
+    }
+
+    @Test func crlfScriptsRunLineByLine() throws {
+        let r = try pvm(["model"], stdin: "vm_create g\r\nhost_donate_guest 1 2 g\r\n")
+        #expect(r.status == 0)
+        #expect(r.out == "vm_create g -> 0\nhost_donate_guest 1 2 g -> 0\n")
+    }
+
     @Test func missingScriptExitsTwo() throws {
         let r = try pvm(["model", "/nonexistent/script.pvm"])
         #expect(r.status == 2)
