@@ -12,8 +12,10 @@
 //
 // EL2 is pure Swift and deterministic: page ownership, stage-2 tables, pKVM transitions, and
 // the guest hypercall ABI of each pKVM profile (what kvm_handle_pvm_hvc64 and the host answer).
-// HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap), and
-// supplies EL2 with a fast page-clearing primitive (CHostMemory: non-temporal stores).
+// HostMemory wraps the few syscalls that back guest-physical RAM (mmap, madvise, munmap) and
+// the threads pvm runs, and supplies EL2 with a fast page-clearing primitive (CHostMemory:
+// non-temporal stores). Fuzzing is `pvm fuzz` and `pvm check`: a reference model and random or
+// exhaustive sequences of operations against EL2.
 // ModelScript is the `pvm model` language, kept out of the executable so tests drive it in-process.
 // KVM is a typed layer over /dev/kvm (CKVM: the ioctl shim and uAPI definitions); it knows no
 // ownership rule. VMM is the backend-neutral machine core, pKVM's host: guest memory, loading,
@@ -57,16 +59,18 @@ let package = Package(
         ),
         .target(name: "KVMBackend", dependencies: ["VMM", "EL2", "KVM", "HostMemory", "Disassembly", "Tracing"]),
         .target(name: "ScriptedBackend", dependencies: ["VMM", "EL2", "Tracing"]),
+        .target(name: "Fuzzing", dependencies: ["EL2", "ModelScript", "HostMemory"]),
         .executableTarget(
             name: "pvm",
             dependencies: [
                 "EL2", "HostMemory", "ModelScript", "VMM", "KVMBackend", "ScriptedBackend", "EmbeddedImages", "KVM",
-                "CKVMBaseline", "Tracing", "Inspection",
+                "CKVMBaseline", "Tracing", "Inspection", "Fuzzing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "EL2Tests", dependencies: ["EL2", "HostMemory"]),
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
+        .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing", "ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),
         .testTarget(name: "KVMTests", dependencies: ["KVM"]),
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ScriptedBackend", "EL2", "EmbeddedImages", "Tracing"]),

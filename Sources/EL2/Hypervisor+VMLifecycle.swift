@@ -146,8 +146,11 @@ extension Hypervisor {
     /// memcache pages go back as they came; the VM structure page is zeroed and returned.
     /// Returns the number of pages given back.
     ///
-    /// Like pKVM, this does not check that the guest's pages were reclaimed first: pages still
-    /// mapped stay donated to a VM that no longer exists (the invariant checker reports them).
+    /// pKVM trusts its host to reclaim every guest page first, and leaves a page still mapped
+    /// donated to a VM that no longer exists: lost to the host, and named by a handle the next VM
+    /// may reuse. pvm's host is not trusted, so finalize gives back what is still mapped, the
+    /// way reclaim would (private pages zeroed, pages the guest shared kept, pages the host
+    /// shared unshared): no page is ever owned by a VM that is gone (docs/model.md).
     @discardableResult
     public func finalizeTeardown(vm handle: VMHandle) throws(HypError) -> Int {
         let android = profile == .android
@@ -166,6 +169,7 @@ extension Hypervisor {
             return vm.lock.withLock { _ -> Int in
                 var returned = 0
                 let s2 = vm.stage2
+                reclaimRemainingLocked(vm)
                 for page in s2.destroy() {
                     returnToHostLocked(page, pages: 1)
                     returned += 1
@@ -187,6 +191,37 @@ extension Hypervisor {
 }
 
 extension Hypervisor {
+    /// Gives back every page a finalized VM's stage-2 still maps (host, hyp and guest locks
+    /// held): as `__pkvm_host_reclaim_page_guest` for pages it owned or shared, as
+    /// `__pkvm_host_unshare_guest` for pages the host shared with it. No TLB invalidation is
+    /// needed: finalize flushed the VMID, and the table is destroyed next.
+    func reclaimRemainingLocked(_ vm: GuestVM) {
+        var leaves: [(ipa: UInt64, descriptor: Stage2Descriptor, level: Int)] = []
+        vm.stage2.forEachEntry { e in
+            if e.descriptor.isLeaf(level: e.level) { leaves.append((e.ipa, e.descriptor, e.level)) }
+        }
+        for (_, d, level) in leaves {
+            let phys = d.outputAddress(level: level)
+            let pages = Stage2Geometry.blockSize(level: level) >> pageShift
+            guard let first = memory.pageIndex(phys) else { continue }
+            switch d.pageState {
+            case .owned:
+                for k in 0 ..< pages { memory.zeroPage(phys.advanced(by: k << pageShift)) }
+                setHostOwner(phys, pages: pages, .host)
+            case .sharedOwned:
+                setHostOwner(phys, pages: pages, .host)
+            case .sharedBorrowed:
+                for i in 0 ..< Int(pages) {
+                    let p = vmemmap.pointer(first + i)
+                    if p.pointee.hostShareGuestCount > 0 { p.pointee.hostShareGuestCount -= 1 }
+                    if p.pointee.hostShareGuestCount == 0 { p.pointee.hostState = .owned }
+                }
+            default:
+                break
+            }
+        }
+    }
+
     /// `pkvm_load_hyp_vcpu`: the host is about to run vCPU `index` of the VM, which holds a
     /// reference on the VM until `putVCPU`. A missing or dying VM, an index the VM does not have,
     /// or a vCPU already loaded gives -EINVAL (pKVM returns no vCPU and the host's vcpu_run

@@ -1,5 +1,6 @@
 import Disassembly
 import EL2
+import HostMemory
 import KVM
 import Synchronization
 import Tracing

@@ -2,26 +2,39 @@ import EL2
 import Synchronization
 
 /// Records what EL2 reports during a model session: TLB invalidations, pKVM WARN_ONs and SMMU
-/// notifications, until the script asks for them (`tlb`, `warnings`, `iommu_log`).
+/// notifications, until the script asks for them (`tlb`, `warnings`, `iommu_log`). Each list
+/// keeps at most `limit` records; later ones are counted, not kept, so a long session (or a
+/// fuzz run) cannot grow it without bound.
 final class ModelEventLog: EL2EventSink, @unchecked Sendable {
-    private let state = Mutex<(tlb: [TLBInvalidation], warnings: [String], iommu: [IOMMUNotification])>(([], [], []))
+    static let limit = 4096
 
-    func invalidate(_ request: TLBInvalidation) { state.withLock { $0.tlb.append(request) } }
-    func warning(_ message: String) { state.withLock { $0.warnings.append(message) } }
-    func iommu(_ notification: IOMMUNotification) { state.withLock { $0.iommu.append(notification) } }
+    struct Kept<T> {
+        var records: [T] = []
+        var dropped = 0
 
-    /// Returns and forgets the SMMU notifications recorded so far.
-    func takeIOMMUNotifications() -> [IOMMUNotification] {
-        state.withLock { s in defer { s.iommu.removeAll() }; return s.iommu }
+        mutating func add(_ r: T) {
+            if records.count < ModelEventLog.limit { records.append(r) } else { dropped += 1 }
+        }
+
+        mutating func take() -> (records: [T], dropped: Int) {
+            defer { self = Kept() }
+            return (records, dropped)
+        }
     }
 
-    /// Returns and forgets the invalidations recorded so far.
-    func takeInvalidations() -> [TLBInvalidation] {
-        state.withLock { s in defer { s.tlb.removeAll() }; return s.tlb }
-    }
+    private let state = Mutex<(tlb: Kept<TLBInvalidation>, warnings: Kept<String>, iommu: Kept<IOMMUNotification>)>(
+        (Kept(), Kept(), Kept()))
 
-    /// Returns and forgets the warnings recorded so far.
-    func takeWarnings() -> [String] {
-        state.withLock { s in defer { s.warnings.removeAll() }; return s.warnings }
-    }
+    func invalidate(_ request: TLBInvalidation) { state.withLock { $0.tlb.add(request) } }
+    func warning(_ message: String) { state.withLock { $0.warnings.add(message) } }
+    func iommu(_ notification: IOMMUNotification) { state.withLock { $0.iommu.add(notification) } }
+
+    /// Returns and forgets the SMMU notifications recorded so far, and how many were not kept.
+    func takeIOMMUNotifications() -> (records: [IOMMUNotification], dropped: Int) { state.withLock { $0.iommu.take() } }
+
+    /// Returns and forgets the invalidations recorded so far, and how many were not kept.
+    func takeInvalidations() -> (records: [TLBInvalidation], dropped: Int) { state.withLock { $0.tlb.take() } }
+
+    /// Returns and forgets the warnings recorded so far, and how many were not kept.
+    func takeWarnings() -> (records: [String], dropped: Int) { state.withLock { $0.warnings.take() } }
 }

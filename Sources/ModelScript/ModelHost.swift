@@ -73,14 +73,16 @@ struct ModelHost {
 
     /// The host's teardown of a VM (`pkvm_destroy_hyp_vm`): start teardown, give back every
     /// page the guest holds (unshare what the host shared, reclaim what it donated, poisoned
-    /// entries included), then finalize.
+    /// entries included), then finalize. A page EL2 will not give back now (a shared page a
+    /// host device still maps, in the refcount design) is skipped, as Android's host skips
+    /// -EBUSY pages; finalize returns it.
     func teardown(_ handle: VMHandle) throws(HypError) {
         try hyp.startTeardown(vm: handle)
         for m in try hyp.guestMappings(vm: handle) {
             if m.state == .sharedBorrowed {
-                try hyp.hostUnshareGuest(gfn: m.gfn, pages: m.pages, vm: handle)
+                try? hyp.hostUnshareGuest(gfn: m.gfn, pages: m.pages, vm: handle)
             } else {
-                try hyp.reclaimDyingGuestPage(vm: handle, gfn: m.gfn)
+                try? hyp.reclaimDyingGuestPage(vm: handle, gfn: m.gfn)
             }
         }
         try hyp.finalizeTeardown(vm: handle)

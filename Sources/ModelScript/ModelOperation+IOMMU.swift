@@ -112,8 +112,7 @@ extension ModelOperation {
         },
         .init(name: "iommu_log", synopsis: "", summary: "SMMU attaches, maps, unmaps, IOTLB invalidations since the last iommu_log",
               arity: 0...0) { a throws(ModelLineError) in
-            let notes = a.session.log.takeIOMMUNotifications()
-            return "\(notes.count) notifications" + (notes.isEmpty ? "" : "\n" + notes.map { "  \($0)" }.joined(separator: "\n"))
+            ModelOperation.listing(a.session.log.takeIOMMUNotifications(), "notifications")
         },
         .init(name: "iommu_show", synopsis: "", summary: "the SMMU: mode, valid STEs, domains, IOTLB counters",
               arity: 0...0) { a throws(ModelLineError) in

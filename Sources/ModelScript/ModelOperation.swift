@@ -35,7 +35,7 @@ struct ModelOperation: Sendable {
             let name = String(a.tokens[0])
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
             else { throw ModelLineError("vm_create: VM name '\(name)' may use letters, digits, '_' and '-' only") }
-            if let h = a.session.vmNames[name], a.session.hypervisor.vm(h) != nil {
+            if let h = a.session.handle(named: name), a.session.hypervisor.vm(h) != nil {
                 throw ModelLineError("vm_create: VM '\(name)' already exists (tear it down first)")
             }
             var protected = true
@@ -270,12 +270,10 @@ struct ModelOperation: Sendable {
             return "\(rows.count) VMs" + (rows.isEmpty ? "" : "\n" + rows.joined(separator: "\n"))
         },
         .init(name: "tlb", synopsis: "", summary: "TLB invalidations EL2 issued since the last tlb", arity: 0...0) { a throws(ModelLineError) in
-            let t = a.session.log.takeInvalidations()
-            return "\(t.count) invalidations" + (t.isEmpty ? "" : "\n" + t.map { "  \($0)" }.joined(separator: "\n"))
+            ModelOperation.listing(a.session.log.takeInvalidations(), "invalidations")
         },
         .init(name: "warnings", synopsis: "", summary: "conditions pKVM would WARN_ON, since the last warnings", arity: 0...0) { a throws(ModelLineError) in
-            let w = a.session.log.takeWarnings()
-            return "\(w.count) warnings" + (w.isEmpty ? "" : "\n" + w.map { "  \($0)" }.joined(separator: "\n"))
+            ModelOperation.listing(a.session.log.takeWarnings(), "warnings")
         },
         .init(name: "inspect", synopsis: "FILE", summary: "picture every page's owner now: FILE.svg (one cell a page) or FILE.html (zoomable, with stage-2 trees)",
               arity: 1...1) { a throws(ModelLineError) in
@@ -293,6 +291,15 @@ struct ModelOperation: Sendable {
             ModelOperation.helpText
         },
     ]
+
+    /// "N things", then one line each, then how many were not kept.
+    static func listing<T>(_ taken: (records: [T], dropped: Int), _ noun: String) -> String {
+        let (records, dropped) = taken
+        var text = "\(records.count + dropped) \(noun)"
+        if !records.isEmpty { text += "\n" + records.map { "  \($0)" }.joined(separator: "\n") }
+        if dropped > 0 { text += "\n  ... and \(dropped) more, not kept" }
+        return text
+    }
 
     static var helpText: String {
         let width = all.map { $0.name.count + 1 + $0.synopsis.count }.max() ?? 0

@@ -131,6 +131,13 @@ public final class ModelSession {
         return lines
     }
 
+    /// The handle a script's VM name stands for, as the operations resolve it: nil for a name
+    /// never created, or one whose handle a later VM took.
+    public func handle(named name: String) -> VMHandle? {
+        guard let h = vmNames[name], handleOwners[h] == name else { return nil }
+        return h
+    }
+
     /// The language reference `help` prints.
     public static var help: String { ModelOperation.helpText }
 }

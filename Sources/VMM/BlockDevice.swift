@@ -1,4 +1,5 @@
 import EL2
+import HostMemory
 import Tracing
 import Synchronization
 #if canImport(Glibc)

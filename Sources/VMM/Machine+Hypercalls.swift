@@ -1,4 +1,5 @@
 import EL2
+import HostMemory
 import Synchronization
 import Tracing
 #if canImport(Glibc)

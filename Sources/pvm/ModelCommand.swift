@@ -72,8 +72,8 @@ struct ModelCommand: ParsableCommand {
 
 
 /// Writes one line to standard error (the CLI's only direct write(2)).
-func printError(_ message: String) {
+func printError(_ message: String, newline: Bool = true) {
     fflush(nil)
-    var line = message + "\n"
+    var line = message + (newline ? "\n" : "")
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }

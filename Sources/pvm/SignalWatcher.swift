@@ -1,3 +1,4 @@
+import HostMemory
 import Synchronization
 import VMM
 #if canImport(Glibc)

@@ -129,9 +129,13 @@ import Testing
             vm_create b
             host_donate_guest 16 0x100 a
             state b 0x100
+            vm_create a
+            host_donate_guest 16 0x100 a
             """)
         #expect(r.lines[3].contains("error: line 4: host_donate_guest: VM 'a' was torn down"))
         #expect(r.result(4) == "guest=NOPAGE")
+        // The name can be used again for a new VM.
+        #expect(r.result(5) == "0" && r.result(6) == "0")
     }
 
     /// The host's page search is linear (it was quadratic: 85 s for this at 256 MiB).

@@ -4,9 +4,9 @@ import Glibc
 import Musl
 #endif
 
-/// A joinable thread: the VMM's vCPU, device-backend and observer threads. pthreads directly,
-/// because a vCPU thread must be a real thread that a signal can interrupt (KVM's kick), and a
-/// Swift task is not.
+/// A joinable thread: the VMM's vCPU, device-backend and observer threads, the fuzzer's
+/// workers. pthreads directly, because a vCPU thread must be a real thread that a signal can
+/// interrupt (KVM's kick), and a Swift task is not.
 public struct ThreadHandle: @unchecked Sendable {
     let thread: pthread_t
 
@@ -42,6 +42,23 @@ public struct ThreadHandle: @unchecked Sendable {
 /// pthread_create's error.
 public struct ThreadError: Error, Sendable {
     public let errno: Int32
+}
+
+extension ThreadHandle {
+    /// Runs `body(i)` for i in 0 ..< `count` on that many threads and waits for all; one
+    /// thread runs inline when `count` is 1 or a thread cannot be made.
+    public static func forEach(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        guard count > 1 else {
+            if count == 1 { body(0) }
+            return
+        }
+        var threads: [ThreadHandle] = []
+        for i in 1 ..< count {
+            if case let .success(t) = spawn({ body(i) }) { threads.append(t) } else { body(i) }
+        }
+        body(0)
+        for t in threads { t.join() }
+    }
 }
 
 private final class ThreadBody {
