@@ -95,7 +95,21 @@ extension Hypervisor {
     /// `__guest_check_pgtable_memcache`: the memcache must hold `kvm_mmu_cache_min_pages`
     /// pages. Free pages in the VM's table pool do not count.
     @inline(__always) func checkMemcache(_ vm: GuestVM) throws(HypError) {
+        try faults.check(.guestMemcache)
         if vm.stage2.memcache.count < geometry.minMemcachePages { throw .ENOMEM }
+    }
+
+    /// The host stage-2 pool holds the table pages a change of `[start, start + pages)` may
+    /// need (`host_stage2_try`: if not, every MMIO identity mapping is dropped first, a cache
+    /// the host re-faults; still not: -ENOMEM). Part of a transition's checks, so the commit's
+    /// host stage-2 update cannot run dry. The carveout was sized for RAM, so only the MMIO
+    /// slack ever gets short.
+    @inline(__always) func checkHostTables(_ start: PhysAddr, pages: UInt64) throws(HypError) {
+        try faults.check(.hostPool)
+        let needed = geometry.tablesNeededBound(start: start.rawValue, end: start.rawValue &+ pages << pageShift)
+        if hostStage2.availablePages >= needed { return }
+        unmapHostMMIO()
+        if hostStage2.availablePages < needed { throw .ENOMEM }
     }
 
     // MARK: Host stage-2 updates (run under hostLock)

@@ -13,6 +13,7 @@ extension Hypervisor {
             let (d, phys) = try validGuestPTE(vm, ipa)
             guard d.pageState == .owned else { throw .EPERM }
             do { try checkHostRange(phys, pages: 1, .noPage) } catch { throw .EPERM }
+            try checkHostTables(phys, pages: 1)
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .sharedOwned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)
             setHostPageStateRange(phys, pages: 1, .sharedBorrowed)
@@ -36,6 +37,7 @@ extension Hypervisor {
             // The refcount design: a page a host device has DMA-mapped cannot be taken back
             // until the host unmaps it (the guest sees -EBUSY, as relinquish reports a DMA user).
             if meta(phys).pointee.refcount != 0 { throw .EBUSY }
+            try checkHostTables(phys, pages: 1)
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)
@@ -63,6 +65,7 @@ extension Hypervisor {
             let phys = d.outputAddress(level: level)
             guard memory.contains(phys) else { throw .EPERM }
             if meta(phys).pointee.refcount != 0 { throw .EBUSY }
+            try checkHostTables(phys, pages: 1)
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
             memory.zeroPage(phys)
             setHostOwner(phys, pages: 1, .host)

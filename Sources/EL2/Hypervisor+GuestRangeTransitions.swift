@@ -57,6 +57,7 @@ extension Hypervisor {
             let (phys, done) = try guestRequestTransitionLocked(vm, ipa: ipa, pages: pages, desired: .owned)
             try checkRangeAllowedMemory(phys, pages: done)
             do { try checkHostRange(phys, pages: done, .noPage) } catch { throw .EPERM }
+            try checkHostTables(phys, pages: done)
             for k in 0 ..< done {
                 let a = ipa.rawValue + k << pageShift
                 vm.stage2.apply(.map(output: phys.advanced(by: k << pageShift), permissions: .rwx, state: .sharedOwned,
@@ -77,6 +78,7 @@ extension Hypervisor {
             do { try checkHostRange(phys, pages: done, .sharedBorrowed) } catch { throw .EPERM }
             let first = memory.pageIndex(phys)!
             for k in 0 ..< Int(done) where vmemmap[first + k].refcount != 0 { throw .EBUSY }
+            try checkHostTables(phys, pages: done)
             for k in 0 ..< done {
                 let a = ipa.rawValue + k << pageShift
                 let page = phys.advanced(by: k << pageShift)

@@ -102,6 +102,7 @@ extension Hypervisor {
             try checkHostRange(phys, pages: 1, .owned, dmaUnmapped: true)
             try checkGuestRange(vm, ipa, pages: 1, .noPage)
             try checkMemcache(vm)
+            try checkHostTables(phys, pages: 1)
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)

@@ -85,6 +85,7 @@ extension Hypervisor {
         let pa = pfn.address
         try checkHostRange(pa, pages: pages, .owned, dmaUnmapped: true)
         try checkHypRange(pa, pages: pages, .noPage)
+        try checkHostTables(pa, pages: pages)
         setHypState(pa, pages: pages, .owned)
         setHostOwner(pa, pages: pages, .hyp)
     }
@@ -103,6 +104,7 @@ extension Hypervisor {
             try checkHostRange(pa, pages: pages, .noPage)
             let first = memory.pageIndex(pa)!
             for i in 0..<Int(pages) where vmemmap[first + i].use != .none { throw .EBUSY }
+            try checkHostTables(pa, pages: pages)
             returnToHostLocked(pa, pages: pages)
         }
     }

@@ -206,6 +206,7 @@ extension Hypervisor {
         guard smmu.mode == .refcount, IOMMUDomainID.hostRange.contains(id.rawValue) else { throw .EINVAL }
         try smmu.configLock.withLock { _ throws(HypError) in
             if smmu.domains[id] != nil { throw .EEXIST }
+            try faults.check(.pagingDomainPGD)
             guard let root = smmu.pgdSlots.popLast() else { throw .ENOMEM }
             let table = Stage2PageTable(geometry: geometry, vmid: VMID(rawValue: id.rawValue), root: root,
                                         memory: memory, vmemmap: vmemmap, tableUse: .iommuTable,
@@ -325,6 +326,7 @@ extension Hypervisor {
     /// Moves pool pages into a paging domain's table pool so an update of `[start, end)` cannot
     /// run short; -ENOMEM (nothing moved) when the SMMU pool is too small.
     private func topUpTables(_ smmu: SMMU, _ table: Stage2PageTable, start: UInt64, end: UInt64) throws(HypError) {
+        try faults.check(.iommuTables)
         let needed = geometry.tablesNeededBound(start: start, end: end) - table.availablePages
         guard needed > 0 else { return }
         guard smmu.pool.count >= needed else { throw .ENOMEM }

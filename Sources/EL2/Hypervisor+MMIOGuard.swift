@@ -11,10 +11,12 @@ extension Hypervisor {
     /// past the IPA space (-EINVAL); a walk of at most 256 leaf entries, every one invalid and
     /// empty or already a guard note (a mapped page gives -EPERM; pvm also refuses a poisoned
     /// entry, whose marker the note would erase); the guarded end is the smaller of the request
-    /// and the entries walked (an empty range is -EINVAL). Then each page is annotated; tables
-    /// come from the VM's memcache, and an empty memcache asks the host to top it up and replay
-    /// (`pkvm_request_vcpu_memcache`). Success: x0 = 0, x1 = pages guarded; an error: x0 = -3,
-    /// x1 = pages guarded (0).
+    /// and the entries walked (an empty range is -EINVAL). Then each page is annotated with
+    /// tables from the VM's memcache; when it runs dry the call stops there and reports the
+    /// pages guarded so far, or, before the first, asks the host to top it up and replay
+    /// (`pkvm_request_vcpu_memcache`). Android's annotation can stop part-way the same; pvm
+    /// never leaves a page half-annotated. Success: x0 = 0, x1 = pages guarded; an error: x0 =
+    /// -3, x1 = 0.
     func installIOGuard(_ vm: GuestVM, ipa: IPA, pages: UInt64) -> GuestHypercall {
         let outcome = vm.lock.withLock { _ -> Result<UInt64, HypError> in
             guard vm.mmioGuardEnrolled, ipa.isPageAligned else { return .failure(.EINVAL) }
@@ -37,9 +39,9 @@ extension Hypervisor {
             var page = ipa.rawValue
             while page < end {
                 // A page may need a table per level below the PGD; stop short of running dry.
-                if vm.stage2.memcache.count + vm.stage2.freeTables.count < geometry.minMemcachePages {
-                    return .failure(.ENOMEM)
-                }
+                let short = (try? faults.check(.mmioGuardTables)) == nil
+                    || vm.stage2.memcache.count + vm.stage2.freeTables.count < geometry.minMemcachePages
+                if short { return page == ipa.rawValue ? .failure(.ENOMEM) : .success((page - ipa.rawValue) >> pageShift) }
                 vm.stage2.apply(.annotate(.mmioGuardNote), start: page, end: page + pageSize)
                 page += pageSize
             }

@@ -32,6 +32,7 @@ extension Hypervisor {
                     let (g, pa) = try validGuestPTE(vm, ipa)
                     if pa != page { sink?.warning("force reclaim: guest maps \(pa), host annotation says \(page)") }
                     guard g.pageState == .owned else { throw .EPERM }
+                    try checkHostTables(page, pages: 1)
                     vm.stage2.apply(.annotate(.annotation(.poisoned, owner: .host)),
                                     start: ipa.rawValue, end: ipa.rawValue + pageSize)
                     memory.zeroPage(page)
@@ -74,6 +75,7 @@ extension Hypervisor {
             default:
                 throw .EPERM
             }
+            try checkHostTables(phys, pages: 1)
             // Unmap (invalidating TLBs and the IOTLB of an assigned device) before zeroing, so
             // no CPU or device write can land between the zeroing and the hand-over.
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)

@@ -27,6 +27,7 @@ extension Hypervisor {
         let donationError: HypError = profile == .mainline ? .ENOMEM : .EINVAL
         let pgdPages = UInt64(geometry.pgdPages)
         return try vmTableLock.withLock { _ throws(HypError) -> VMHandle in
+            try faults.check(.vmTable)
             let free = vmTable.firstIndex(where: { $0 == nil })
             if profile == .mainline, free == nil { throw .ENOMEM }
             guard vcpus >= 1, vcpus <= Self.maxVCPUsPerVM else { throw .EINVAL }

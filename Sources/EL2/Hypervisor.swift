@@ -48,6 +48,8 @@ public final class Hypervisor: @unchecked Sendable {
     let refcountsDMA: Bool
     /// The pKVM whose guest ABI and host-call errnos EL2 reproduces.
     public let profile: PKVMProfile
+    /// Counts and fails EL2's failure points on demand (off unless a test starts it).
+    public let faults = FaultInjection()
 
     /// pKVM's `KVM_MAX_PVMS`.
     public static let maxVMs = 255

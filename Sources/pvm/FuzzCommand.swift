@@ -40,6 +40,9 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where to write the minimized script of a violation.", valueName: "FILE"))
     var out: String = "pvm-fuzz-failure.pvm"
 
+    @Flag(help: "Instead of a random run: fail every failure point of EL2 in turn over the built-in scenarios.")
+    var injectFaults = false
+
     func validate() throws {
         guard (1 ... 1_000_000_000_000).contains(ops) else { throw ValidationError("--ops must be 1 to 10^12") }
         guard (1 ... 8).contains(threads) else { throw ValidationError("--threads must be 1 to 8") }
@@ -48,6 +51,7 @@ struct FuzzCommand: ParsableCommand {
     }
 
     func run() throws {
+        if injectFaults { return try runFaultInjection() }
         var c = Fuzzer.Configuration()
         c.operations = ops
         c.seed = seed
@@ -84,5 +88,17 @@ struct FuzzCommand: ParsableCommand {
         do { try TextFile.write(script, to: out) } catch { printError("pvm fuzz: \(error)") }
         print("  minimized to \(minimal.count) operations: \(out) (pvm model \(out) \(c.modelFlags))")
         throw ExitCode(1)
+    }
+
+    private func runFaultInjection() throws {
+        let clock = ContinuousClock()
+        var report = FaultInjectionRun.Report()
+        let elapsed = clock.measure { report = FaultInjectionRun().run(FaultInjectionRun.scenarios) }
+        print("pvm fuzz --inject-faults: \(FaultInjectionRun.scenarios.count) scenarios, \(report.points.count) failure points, "
+              + "\(report.exercised.count) exercised (\(report.exercised.map(\.rawValue).sorted().joined(separator: ", ")))")
+        print("  \(report.injections) failures injected, \(report.absorbed) absorbed by a host composite call, "
+              + "\(report.violations.count) violations, \(elapsed)")
+        for v in report.violations.prefix(20) { print("  VIOLATION: \(v)") }
+        if !report.violations.isEmpty { throw ExitCode(1) }
     }
 }
