@@ -104,9 +104,11 @@ extension Hypervisor {
     /// the host re-faults; still not: -ENOMEM). Part of a transition's checks, so the commit's
     /// host stage-2 update cannot run dry. The carveout was sized for RAM, so only the MMIO
     /// slack ever gets short.
-    @inline(__always) func checkHostTables(_ start: PhysAddr, pages: UInt64) throws(HypError) {
+    @inline(__always) func checkHostTables(_ start: PhysAddr, pages: UInt64, leafLevel: Int = Stage2Geometry.lastLevel)
+        throws(HypError) {
         try faults.check(.hostPool)
-        let needed = geometry.tablesNeededBound(start: start.rawValue, end: start.rawValue &+ pages << pageShift)
+        let needed = geometry.tablesNeededBound(start: start.rawValue, end: start.rawValue &+ pages << pageShift,
+                                                leafLevel: leafLevel)
         if hostStage2.availablePages >= needed { return }
         unmapHostMMIO()
         if hostStage2.availablePages < needed { throw .ENOMEM }

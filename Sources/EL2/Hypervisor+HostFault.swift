@@ -40,7 +40,7 @@ extension Hypervisor {
         }
         let size = Stage2Geometry.blockSize(level: chosen)
         let start = pa.rawValue & ~(size - 1)
-        try checkHostTables(PhysAddr(start), pages: size >> pageShift)
+        try checkHostTables(PhysAddr(start), pages: size >> pageShift, leafLevel: chosen)
         let update: Stage2Update = isMemory
             ? .map(output: PhysAddr(start), permissions: .rwx, state: .owned, pagesOnly: false)
             : .mapDevice(output: PhysAddr(start))

@@ -52,11 +52,12 @@ public struct Stage2Geometry: Hashable, Sendable, CustomStringConvertible {
 
     /// An upper bound on the table pages an update of `[start, end)` may allocate: for each
     /// level below the PGD, the number of parent entries the range touches. For one page this is
-    /// `levels - 1`, pKVM's `kvm_mmu_cache_min_pages`.
-    public func tablesNeededBound(start: UInt64, end: UInt64) -> Int {
-        guard end > start else { return 0 }
+    /// `levels - 1`, pKVM's `kvm_mmu_cache_min_pages`. A range mapped by blocks of
+    /// `leafLevel` needs no tables below that level.
+    public func tablesNeededBound(start: UInt64, end: UInt64, leafLevel: Int = Self.lastLevel) -> Int {
+        guard end > start, leafLevel > startLevel else { return 0 }
         var n = 0
-        for level in (startLevel + 1)...Self.lastLevel {
+        for level in (startLevel + 1)...min(leafLevel, Self.lastLevel) {
             let parentShift = UInt64(Self.shift(level: level - 1))
             n += Int(((end - 1) >> parentShift) - (start >> parentShift) + 1)
         }
