@@ -49,7 +49,7 @@ public struct FuzzGenerator: Sendable {
         return (min(p, domain.pageRange.upperBound - max(n, 1)), n)
     }
 
-    mutating func vm() -> Int { rng.below(FuzzDomain.vmCount) }
+    mutating func vm() -> Int { rng.below(domain.vmCount) }
 
     mutating func prot() -> Stage2Permissions { [.read, .rw, .rwx][rng.below(3)] }
 

@@ -52,7 +52,7 @@ public final class FuzzMachine: @unchecked Sendable {
             case nil: break
             }
         }
-        for slot in 0 ..< FuzzDomain.vmCount { lines.append(FuzzOperation.create(slot).scriptLine(domain)) }
+        for slot in 0 ..< domain.vmCount { lines.append(FuzzOperation.create(slot).scriptLine(domain)) }
         if iommu != nil { lines.append("iommu_assign \(domain.guestStream) \(domain.vmName(0))") }
         return lines.joined(separator: "\n")
     }
@@ -65,14 +65,14 @@ public final class FuzzMachine: @unchecked Sendable {
     /// than most EL2 calls).
     public final class Handles: @unchecked Sendable {
         var generation = -1
-        var handles: [VMHandle?] = Array(repeating: nil, count: FuzzDomain.vmCount)
+        var handles: [VMHandle?] = []
         public init() {}
     }
 
     func handle(_ slot: Int, _ domain: FuzzDomain, _ cache: Handles) -> VMHandle? {
         let now = generation.load(ordering: .acquiring)
         if cache.generation != now {
-            cache.handles = (0 ..< FuzzDomain.vmCount).map { handle($0, domain) }
+            cache.handles = (0 ..< domain.vmCount).map { handle($0, domain) }
             // A lifecycle operation of another thread may have run meanwhile: keep the older
             // generation so the next call looks again.
             cache.generation = generation.load(ordering: .acquiring) == now ? now : -1

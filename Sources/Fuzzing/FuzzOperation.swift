@@ -51,7 +51,8 @@ public enum FuzzOperation: Sendable, Equatable {
         case let .startTeardown(vm): return "vm_start_teardown \(v(vm))"
         case let .finalize(vm): return "vm_finalize_teardown \(v(vm))"
         case let .teardown(vm): return "vm_teardown \(v(vm))"
-        case let .create(vm): return "vm_create \(v(vm)) \(domain.isProtected(vm) ? "protected" : "nonprotected")"
+        case let .create(vm):
+            return "vm_create \(v(vm)) \(domain.isProtected(vm) ? "protected" : "nonprotected")" + (domain.memcache.map { " 1 \($0)" } ?? "")
         case let .hvc(vm, f, x1, x2, x3): return "hvc \(v(vm)) \(f.name) \(hex(x1)) \(hex(x2)) \(hex(x3))"
         case let .dmaWrite(s, iova, b): return "dma_write \(s) \(hex(iova)) 4096 \(hex(b))"
         case let .iommuMap(iova, p): return "iommu_map \(FuzzDomain.pagingDomain) \(hex(iova)) \(hex(p)) 1 rw"

@@ -19,6 +19,13 @@ public struct Fuzzer: Sendable {
         public var memory: UInt64 = 8 << 20
         public var invariantInterval = 4096
         public var fullCompareInterval = 512
+        /// The shape of each thread's world (`FuzzDomain`): pages, guest frames per VM, VMs.
+        public var pages = 8, gfns = 8, vms = 3
+        /// Memcache pages each VM is created with (nil: `vm_create`'s default).
+        public var memcache: Int?
+        /// Rewrites the reference model's expectation before it is compared: a mutant model,
+        /// for the tests that prove a checker reports what it finds. Nil in every real run.
+        public var mutation: (@Sendable (FuzzOperation, ReferenceModel.Expectation) -> ReferenceModel.Expectation)?
         public init() {}
 
         /// The `pvm model` flags that rebuild this machine.
@@ -62,8 +69,10 @@ public struct Fuzzer: Sendable {
 
     /// The world of thread `t`.
     public func domain(_ t: Int) -> FuzzDomain {
-        FuzzDomain(firstPage: 16 + UInt64(t) * 8, pages: 8, tag: configuration.threads == 1 ? "" : "t\(t)",
-                   guestStream: 3 + UInt32(t))
+        var d = FuzzDomain(firstPage: 16 + UInt64(t * configuration.pages), pages: configuration.pages, gfns: configuration.gfns,
+                   vmCount: configuration.vms, tag: configuration.threads == 1 ? "" : "t\(t)", guestStream: 3 + UInt32(t))
+        d.memcache = configuration.memcache
+        return d
     }
 
     /// A machine with every thread's world set up.
@@ -161,6 +170,11 @@ struct FuzzWorker {
     /// What the current operation touched; kept between operations so no step allocates.
     var touchedPages: [UInt64] = []
     var touchedFrames: [(Int, UInt64)] = []
+    /// What EL2 answered to the last operation.
+    var lastOutcome = FuzzMachine.Outcome.skipped
+    /// From the configuration, read once (a closure in a struct costs a retain per read).
+    let mutation: (@Sendable (FuzzOperation, ReferenceModel.Expectation) -> ReferenceModel.Expectation)?
+    let fullCompareInterval: Int, invariantInterval: Int
 
     init(fuzzer: Fuzzer, thread: Int, machine: FuzzMachine) {
         self.fuzzer = fuzzer
@@ -169,6 +183,9 @@ struct FuzzWorker {
         domain = fuzzer.domain(thread)
         generator = fuzzer.generator(thread, machine)
         model = ReferenceModel(domain: domain, profile: fuzzer.configuration.profile, iommu: fuzzer.configuration.iommu)
+        mutation = fuzzer.configuration.mutation
+        fullCompareInterval = fuzzer.configuration.fullCompareInterval
+        invariantInterval = fuzzer.configuration.invariantInterval
     }
 
     mutating func run(_ count: Int, stop: borrowing Atomic<Bool>, progress: (@Sendable (Int) -> Void)?) -> Fuzzer.Report {
@@ -190,8 +207,10 @@ struct FuzzWorker {
     /// One operation: expectation, EL2, the model's update, the comparisons.
     mutating func step(_ op: FuzzOperation, index: Int, forceChecks: Bool) -> Fuzzer.Violation? {
         report.operations += 1
-        let expectation = model.expect(op)
+        var expectation = model.expect(op)
+        if let mutation { expectation = mutation(op, expectation) }
         let outcome = machine.apply(op, domain, handles: handles)
+        lastOutcome = outcome
         func violation(_ message: String) -> Fuzzer.Violation {
             Fuzzer.Violation(thread: thread, index: index, operation: op.scriptLine(domain), message: message)
         }
@@ -220,15 +239,15 @@ struct FuzzWorker {
         case .skipped:
             report.skipped += 1
         }
-        let full = forceChecks || report.operations % fuzzer.configuration.fullCompareInterval == 0 || op.isLifecycle
+        let full = forceChecks || report.operations % fullCompareInterval == 0 || op.isLifecycle
         if full {
             touchedPages = Array(domain.pageRange)
-            touchedFrames = (0 ..< FuzzDomain.vmCount).flatMap { vm in domain.gfnRange.map { (vm, $0) } }
+            touchedFrames = (0 ..< domain.vmCount).flatMap { vm in domain.gfnRange.map { (vm, $0) } }
         } else {
             collectTouched(op)
         }
         if let m = compare() { return violation(m) }
-        if forceChecks || report.operations % fuzzer.configuration.invariantInterval == 0 {
+        if forceChecks || report.operations % invariantInterval == 0 {
             report.invariantChecks += 1
             if let v = machine.hyp.checkInvariants(limit: 1).first { return violation("invariant: \(v.message)") }
         }
@@ -238,11 +257,17 @@ struct FuzzWorker {
     /// The pages and frames an operation can change, by its arguments and the model's entries,
     /// into `touchedPages` and `touchedFrames`.
     mutating func collectTouched(_ op: FuzzOperation) {
-        touchedPages.removeAll(keepingCapacity: true)
-        touchedFrames.removeAll(keepingCapacity: true)
+        // Moved out and back, so appending never copies a buffer `self` still holds.
+        var pages: [UInt64] = [], frames: [(Int, UInt64)] = []
+        swap(&pages, &touchedPages)
+        swap(&frames, &touchedFrames)
+        pages.removeAll(keepingCapacity: true)
+        frames.removeAll(keepingCapacity: true)
+        defer {
+            swap(&pages, &touchedPages)
+            swap(&frames, &touchedFrames)
+        }
         let model = self.model
-        var pages = touchedPages, frames = touchedFrames
-        defer { (touchedPages, touchedFrames) = (pages, frames) }
         func frame(_ vm: Int, _ g: UInt64, _ n: UInt64 = 1) {
             for k in 0 ..< min(n, UInt64(domain.gfns)) {
                 frames.append((vm, g &+ k))

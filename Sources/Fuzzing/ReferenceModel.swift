@@ -8,14 +8,14 @@ import EL2
 /// said yes, and compares what EL2 now reports for every page and guest frame the operation
 /// touched with `expectedPage` / `expectedGuest`.
 public struct ReferenceModel: Sendable {
-    public enum Owner: Equatable, Sendable {
+    public enum Owner: Hashable, Sendable {
         case host
         /// Donated to EL2 by `host_donate_hyp` (the only hyp pages the fuzzer names).
         case hyp
         case guest(vm: Int, gfn: UInt64)
     }
 
-    public struct Page: Equatable, Sendable {
+    public struct Page: Hashable, Sendable {
         public var owner = Owner.host
         /// Shared with EL2 (`host_share_hyp`), and EL2's pins on it.
         public var hypShared = false
@@ -38,7 +38,7 @@ public struct ReferenceModel: Sendable {
     }
 
     /// A guest frame.
-    public enum Entry: Equatable, Sendable {
+    public enum Entry: Hashable, Sendable {
         case empty
         case owned(page: UInt64)
         case borrowed(page: UInt64, prot: Stage2Permissions)
@@ -46,7 +46,7 @@ public struct ReferenceModel: Sendable {
         case mmioNote
     }
 
-    public struct VM: Sendable {
+    public struct VM: Hashable, Sendable {
         public var exists = true
         public var dying = false
         public var enrolled = false
@@ -59,12 +59,22 @@ public struct ReferenceModel: Sendable {
     public private(set) var pages: [Page]
     public private(set) var vms: [VM]
 
+    /// Everything the model tracks, as one value: `pvm check` deduplicates states by it. VMs
+    /// are slots, not EL2 handles, so the same world reached through different handles is one
+    /// state.
+    public struct State: Hashable, Sendable {
+        public let pages: [Page]
+        public let vms: [VM]
+    }
+
+    public var state: State { State(pages: pages, vms: vms) }
+
     public init(domain: FuzzDomain, profile: PKVMProfile, iommu: IOMMUMode?) {
         self.domain = domain
         self.profile = profile
         self.iommu = iommu
         pages = Array(repeating: Page(), count: domain.pages)
-        vms = Array(repeating: VM(entries: Array(repeating: .empty, count: domain.gfns)), count: FuzzDomain.vmCount)
+        vms = Array(repeating: VM(entries: Array(repeating: .empty, count: domain.gfns)), count: domain.vmCount)
     }
 
     // MARK: Lookups
@@ -109,7 +119,9 @@ public struct ReferenceModel: Sendable {
     }
 
     public func expect(_ op: FuzzOperation) -> Expectation {
-        let dmaFree: (Page) -> Bool = { !refcountDesign || $0.dmaRefs == 0 }
+        // Local functions, not closure values: a closure value would box a copy of the model.
+        let refcount = refcountDesign
+        func dmaFree(_ page: Page) -> Bool { !refcount || page.dmaRefs == 0 }
         func vmAlive(_ vm: Int) -> Bool { vms[vm].exists }
         func accepts(_ vm: Int) -> Bool { vms[vm].exists && !vms[vm].dying }
         func allowed(_ b: Bool, memory: Bool = false) -> Expectation {

@@ -29,9 +29,9 @@ struct ModelOperation: Sendable {
     // MARK: VM lifecycle
 
     static let lifecycle: [ModelOperation] = [
-        .init(name: "vm_create", synopsis: "VM [protected|nonprotected] [VCPUS]",
-              summary: "create a VM (default protected, 1 vCPU) and top its memcache up to \(ModelSession.defaultMemcache) pages",
-              arity: 1...3) { a throws(ModelLineError) in
+        .init(name: "vm_create", synopsis: "VM [protected|nonprotected] [VCPUS] [MEMCACHE]",
+              summary: "create a VM (default protected, 1 vCPU) and top its memcache up to MEMCACHE (default \(ModelSession.defaultMemcache)) pages",
+              arity: 1...4) { a throws(ModelLineError) in
             let name = String(a.tokens[0])
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
             else { throw ModelLineError("vm_create: VM name '\(name)' may use letters, digits, '_' and '-' only") }
@@ -46,14 +46,16 @@ struct ModelOperation: Sendable {
                 default: throw ModelLineError("vm_create: kind '\(a.tokens[1])' must be protected or nonprotected")
                 }
             }
-            let vcpus = a.count == 3 ? try a.number(2, "VCPUS") : 1
+            let vcpus = a.count >= 3 ? try a.number(2, "VCPUS") : 1
+            let memcache = a.count == 4 ? try a.number(3, "MEMCACHE") : UInt64(ModelSession.defaultMemcache)
+            guard memcache <= 1 << 20 else { throw ModelLineError("vm_create: MEMCACHE \(memcache) is unreasonably large") }
             guard vcpus <= UInt64(Hypervisor.maxVCPUsPerVM) else {
                 throw ModelLineError("vm_create: VCPUS \(vcpus) is more than \(Hypervisor.maxVCPUsPerVM)")
             }
             var handle: VMHandle?
             let r = errno { () throws(HypError) in
                 handle = try a.session.host.createVM(protected: protected, vcpus: Int(vcpus),
-                                                     memcache: ModelSession.defaultMemcache)
+                                                     memcache: Int(memcache))
             }
             if let handle {
                 a.session.vmNames[name] = handle

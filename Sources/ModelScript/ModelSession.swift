@@ -32,7 +32,7 @@ public final class ModelSession {
     /// 40-bit guest before the script needs `vm_memcache`.
     public static let defaultMemcache = 32
     /// Smallest RAM a session accepts.
-    public static let minimumMemory: UInt64 = 4 << 20
+    public static let minimumMemory: UInt64 = 1 << 20
     /// Largest RAM a session accepts.
     public static let maximumMemory: UInt64 = 64 << 30
 
@@ -52,7 +52,7 @@ public final class ModelSession {
     public init(_ configuration: Configuration = Configuration()) throws(SetupError) {
         let size = configuration.memory
         guard size >= Self.minimumMemory, size <= Self.maximumMemory, size % pageSize == 0 else {
-            throw SetupError(description: "memory size \(size) bytes must be a multiple of 4 KiB between 4M and 64G")
+            throw SetupError(description: "memory size \(size) bytes must be a multiple of 4 KiB between 1M and 64G")
         }
         guard configuration.ramBase % (2 << 20) == 0 else {
             throw SetupError(description: "RAM base \(hex(configuration.ramBase)) must be 2 MiB aligned")

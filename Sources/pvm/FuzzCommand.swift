@@ -31,11 +31,7 @@ struct FuzzCommand: ParsableCommand {
     @Option(help: "Threads, each on its own pages and VMs of one shared EL2 (1 to 8).")
     var threads: Int = 1
 
-    @Option(name: .long, help: ArgumentHelp("SMMU design: mirror, refcount or none.", valueName: "MODE"))
-    var iommuMode: String = "mirror"
-
-    @Option(name: .long, help: ArgumentHelp("pKVM profile: mainline or android.", valueName: "PROFILE"))
-    var pkvmABI: String = "mainline"
+    @OptionGroup var design: DesignOptions
 
     @Option(help: ArgumentHelp("Where to write the minimized script of a violation.", valueName: "FILE"))
     var out: String = "pvm-fuzz-failure.pvm"
@@ -46,8 +42,6 @@ struct FuzzCommand: ParsableCommand {
     func validate() throws {
         guard (1 ... 1_000_000_000_000).contains(ops) else { throw ValidationError("--ops must be 1 to 10^12") }
         guard (1 ... 8).contains(threads) else { throw ValidationError("--threads must be 1 to 8") }
-        _ = try parseIOMMUMode(iommuMode)
-        guard PKVMProfile(rawValue: pkvmABI) != nil else { throw ValidationError("--pkvm-abi '\(pkvmABI)' must be mainline or android") }
     }
 
     func run() throws {
@@ -56,8 +50,8 @@ struct FuzzCommand: ParsableCommand {
         c.operations = ops
         c.seed = seed
         c.threads = threads
-        c.iommu = try parseIOMMUMode(iommuMode)
-        c.profile = PKVMProfile(rawValue: pkvmABI)!
+        c.iommu = design.iommu
+        c.profile = design.profile
         let fuzzer = Fuzzer(c)
         let interactive = isatty(2) == 1
         let threadCount = threads

@@ -4,7 +4,7 @@ import ModelScript
 
 /// Options that shape the emulated machine, shared by subcommands.
 struct MachineOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("RAM size: bytes, or with a K/M/G suffix (4M to 64G).", valueName: "SIZE"))
+    @Option(name: .long, help: ArgumentHelp("RAM size: bytes, or with a K/M/G suffix (1M to 64G).", valueName: "SIZE"))
     var memory: String = "64M"
 
     @Option(name: .long, help: ArgumentHelp("IPA size of every stage-2: 40 or 48 (any of 32...48 works).", valueName: "BITS"))
@@ -40,7 +40,7 @@ struct MachineOptions: ParsableArguments {
             throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G, 0x4000000)")
         }
         guard size >= ModelSession.minimumMemory, size <= ModelSession.maximumMemory else {
-            throw ValidationError("--memory \(memory) is out of range: pvm emulates 4M to 64G of RAM")
+            throw ValidationError("--memory \(memory) is out of range: pvm emulates 1M to 64G of RAM")
         }
         guard size % 4096 == 0 else { throw ValidationError("--memory \(memory) is not a multiple of 4 KiB") }
         guard (32...48).contains(ipaBits) else {

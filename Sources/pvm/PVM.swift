@@ -6,7 +6,7 @@ struct PVM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pvm",
         abstract: "Emulate a pKVM-style protected-VM hypervisor: page ownership, stage-2 tables, transitions, guests on KVM.",
-        subcommands: [BootCommand.self, ModelCommand.self, TraceCommand.self, InspectCommand.self, FuzzCommand.self,
+        subcommands: [BootCommand.self, ModelCommand.self, TraceCommand.self, InspectCommand.self, FuzzCommand.self, CheckCommand.self,
                       BenchCommand.self]
     )
 }

@@ -258,7 +258,7 @@ private func run(_ script: String, _ configure: (inout ModelSession.Configuratio
 
     @Test func badConfigurationsAreRefused() {
         var c = ModelSession.Configuration()
-        c.memory = 1 << 20
+        c.memory = 512 << 10
         #expect(throws: ModelSession.SetupError.self) { try ModelSession(c) }
         c = ModelSession.Configuration()
         c.ipaBits = 52

@@ -76,6 +76,16 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
         #expect(r.err.contains("cannot read script '/nonexistent/script.pvm'"))
     }
 
+    @Test func fuzzAndCheckReportTheirFigures() throws {
+        let fuzz = try pvm(["fuzz", "--ops", "20000", "--seed", "3", "--iommu-mode", "refcount"])
+        #expect(fuzz.status == 0, "\(fuzz.err)")
+        #expect(fuzz.out.contains("20,000 operations in") && fuzz.out.contains("ops/s") && fuzz.out.contains("0 violations"), "\(fuzz.out)")
+        let check = try pvm(["check", "--depth", "1"])
+        #expect(check.status == 0, "\(check.err)")
+        #expect(check.out.contains("states per depth: 1 46\n") && check.out.contains("states/s"), "\(check.out)")
+        #expect(check.out.contains("0 counterexamples"))
+    }
+
     @Test func benchIOMMUPrintsFiguresNextToBaselines() throws {
         let r = try pvm(["bench", "iommu", "--translations", "20000", "--conversions", "2000", "--repeats", "1"])
         #expect(r.status == 0, "\(r.err)")
@@ -100,7 +110,7 @@ private func pvm(_ arguments: [String], stdin: String = "") throws -> (status: I
 
     @Test(arguments: [
         (["model", "--memory", "lots"], "--memory 'lots' is not a size"),
-        (["model", "--memory", "1M"], "out of range"),
+        (["model", "--memory", "512K"], "out of range"),
         (["model", "--memory", "100G"], "out of range"),
         (["model", "--ipa-bits", "52"], "--ipa-bits 52 is not supported"),
         (["model", "--ram-base", "0x1234"], "2 MiB aligned"),
@@ -277,6 +287,11 @@ struct BootCommandTests {
         (["boot", "--arg", "x"], 64, "--arg 'x' is not a number"),
         (["boot", "--iommu-mode", "pinned"], 64, "--iommu-mode 'pinned' must be mirror, refcount or none"),
         (["boot", "--trace", "/nonexistent/dir/t.jsonl"], 2, "open trace file"),
+        (["fuzz", "--threads", "9"], 64, "--threads must be 1 to 8"),
+        (["fuzz", "--ops", "0"], 64, "--ops must be 1 to 10^12"),
+        (["check", "--depth", "0"], 64, "--depth must be 1 to 12"),
+        (["check", "--vms", "4"], 64, "--vms must be 2 or 3"),
+        (["check", "--pkvm-abi", "gunyah"], 64, "must be mainline or android"),
     ] as [([String], Int32, String)])
     func badInputGetsAClearErrorAndStatus(arguments: [String], status: Int32, message: String) throws {
         let r = try pvm(arguments)
