@@ -41,6 +41,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "EL2"),
+        .target(name: "CAArch64"),
+        .target(name: "AArch64", dependencies: ["CAArch64"]),
         .target(name: "CHostMemory"),
         .target(name: "HostMemory", dependencies: ["CHostMemory"]),
         .target(name: "ModelScript", dependencies: ["EL2", "HostMemory", "Inspection", "Tracing"]),
@@ -69,6 +71,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EL2Tests", dependencies: ["EL2", "HostMemory"]),
+        .testTarget(name: "AArch64Tests", dependencies: ["AArch64"]),
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing", "ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),

@@ -80,10 +80,20 @@ function sep(v,   s, n, i, out) {
 } > "$OUT/Sources/VMM/GuestLayout.swift"
 
 {
+    echo "$header_swift"
+    echo
+    echo "/// The guest-physical layout of the AArch64 machine, after crosvm's for a protected VM, and"
+    echo "/// the PL011 registers its console uses (docs/abi.md, \"AArch64 layout\")."
+    echo "public enum AArch64Layout {"
+    rows a64layout | awk "$swift_number"'{ t = ($1 == "u32") ? "UInt32" : "UInt64"; printf "    public static let %s: %s = %s\n", $3, t, sep($4) }'
+    echo "}"
+} > "$OUT/Sources/VMM/AArch64Layout.swift"
+
+{
     echo "$header_c"
     echo "#ifndef PVM_ABI_TABLE_H"
     echo "#define PVM_ABI_TABLE_H"
-    for group in function result constant feature layout; do
+    for group in function result constant feature layout a64layout; do
         echo
         echo "/* $group */"
         rows $group | awk '{

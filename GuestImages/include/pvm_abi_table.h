@@ -178,4 +178,24 @@
 #define PVM_BENCH_MODE_VERSION               0ULL
 #define PVM_BENCH_MODE_SHARE                 1ULL
 
+/* a64layout */
+#define PVM_A64_FIRMWARE_BASE                0x7FC00000ULL
+#define PVM_A64_FIRMWARE_IMAGE_END           0x7FE00000ULL
+#define PVM_A64_FIRMWARE_STACK_TOP           0x80000000ULL
+#define PVM_A64_RAM_BASE                     0x80000000ULL
+#define PVM_A64_PAYLOAD_STAGING_GPA          0x80100000ULL
+#define PVM_A64_PAYLOAD_STAGING_END          0x81000000ULL
+#define PVM_A64_LOAD_WINDOW_START            0x81000000ULL
+#define PVM_A64_FDT_MAX_SIZE                 0x200000ULL
+#define PVM_A64_UART_MMIO_GPA                0x09000000ULL
+#define PVM_A64_BLOCK_MMIO_GPA               0x0A001000ULL
+#define PVM_A64_DMA_MMIO_GPA                 0x0A002000ULL
+#define PVM_A64_COUNTER_FREQUENCY            62500000ULL
+#define PVM_PL011_DR                         0x000ULL
+#define PVM_PL011_FR                         0x018ULL
+#define PVM_PL011_FR_BUSY                    0x08ULL
+#define PVM_PL011_FR_RXFE                    0x10ULL
+#define PVM_PL011_FR_TXFF                    0x20ULL
+#define PVM_PL011_FR_TXFE                    0x80ULL
+
 #endif /* PVM_ABI_TABLE_H */

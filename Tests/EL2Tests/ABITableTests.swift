@@ -8,7 +8,8 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static let generated = ["Sources/EL2/SMCCCFunction.swift", "Sources/EL2/SMCCCConstants.swift",
-                            "Sources/VMM/GuestLayout.swift", "GuestImages/include/pvm_abi_table.h"]
+                            "Sources/VMM/GuestLayout.swift", "Sources/VMM/AArch64Layout.swift",
+                            "GuestImages/include/pvm_abi_table.h"]
 
     @Test func generatedFilesAreUpToDate() throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-abi-\(getpid())")

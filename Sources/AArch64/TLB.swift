@@ -1,0 +1,65 @@
+/// One cached translation: a virtual page and the host address of the physical page behind
+/// it, for one (exception level, access kind) pair whose permission the fill checked.
+struct TLBEntry {
+    /// The virtual page, or 1 (never a page address) when the entry is empty.
+    var page: UInt64 = 1
+    /// The ASID the entry belongs to, or `TLB.global` for a global (nG = 0) translation.
+    var asid: UInt32 = 0
+    var device = false
+    var host: UnsafeMutableRawPointer?
+    var ipa: UInt64 = 0
+}
+
+/// The software TLB: for each of EL0 and EL1 and each of read, write and execute, a
+/// direct-mapped set of combined stage-1 + stage-2 translations (virtual page to host page).
+/// Entries are tagged with the ASID they were walked under, as hardware tags non-global
+/// entries (Arm ARM D8.13), so switching TTBR0 to another ASID needs no flush. Every TLBI the
+/// guest issues, and every stage-2 invalidation EL2 issues, empties the matching entries.
+struct TLB {
+    static let setSize = 256
+    static let sets = 6
+    /// The `asid` of a global entry: matches every ASID.
+    static let global: UInt32 = 0x1_0000
+
+    let entries: UnsafeMutablePointer<TLBEntry>
+
+    init() {
+        entries = .allocate(capacity: Self.setSize * Self.sets)
+        entries.initialize(repeating: TLBEntry(), count: Self.setSize * Self.sets)
+    }
+
+    func deallocate() {
+        entries.deinitialize(count: Self.setSize * Self.sets)
+        entries.deallocate()
+    }
+
+    @inline(__always) static func set(el0: Bool, _ access: AccessKind) -> Int { (el0 ? 0 : 3) + Int(access.rawValue) }
+
+    /// The entry `va` would use in `set`.
+    @inline(__always) func slot(_ set: Int, _ va: UInt64) -> UnsafeMutablePointer<TLBEntry> {
+        entries + set * Self.setSize + Int((va >> 12) & UInt64(Self.setSize - 1))
+    }
+
+    /// The host address of `va` if `set` holds its page under `asid`.
+    @inline(__always) func lookup(_ set: Int, _ va: UInt64, asid: UInt32) -> UnsafeMutableRawPointer? {
+        let e = slot(set, va)
+        guard e.pointee.page == va & ~0xFFF, e.pointee.asid == asid || e.pointee.asid == Self.global else { return nil }
+        return e.pointee.host.unsafelyUnwrapped + Int(va & 0xFFF)
+    }
+
+    func flushAll() {
+        for i in 0 ..< Self.setSize * Self.sets { entries[i].page = 1 }
+    }
+
+    /// TLBI by VA (`asid` nil: any ASID, the VAA forms) and/or by ASID (`page` nil).
+    func flush(page: UInt64?, asid: UInt32?, includeGlobal: Bool = true) {
+        for i in 0 ..< Self.setSize * Self.sets where entries[i].page != 1 {
+            if let page, entries[i].page != page { continue }
+            if let asid {
+                let isGlobal = entries[i].asid == Self.global
+                if isGlobal ? !includeGlobal : entries[i].asid != asid { continue }
+            }
+            entries[i].page = 1
+        }
+    }
+}
