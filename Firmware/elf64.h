@@ -14,6 +14,7 @@
 #define EV_CURRENT    1
 #define ET_EXEC       2
 #define EM_X86_64     62
+#define EM_AARCH64    183
 
 #define PT_NULL       0
 #define PT_LOAD       1

@@ -4,6 +4,7 @@
  */
 #include "loader.h"
 #include "elf64.h"
+#include "fw_arch.h"
 
 static bool add_overflows(u64 a, u64 b, u64 *sum)
 {
@@ -32,8 +33,8 @@ const char *elf_validate(const u8 *image, u64 size, u64 window_start, u64 window
         return "not little-endian";
     if (eh.e_ident[EI_VERSION] != EV_CURRENT || eh.e_version != EV_CURRENT)
         return "bad ELF version";
-    if (eh.e_machine != EM_X86_64)
-        return "not an x86-64 ELF (e_machine)";
+    if (eh.e_machine != FW_ELF_MACHINE)
+        return FW_ELF_MACHINE_TEXT;
     if (eh.e_type != ET_EXEC)
         return "not an executable (e_type is not ET_EXEC)";
     if (eh.e_ehsize < sizeof(eh))

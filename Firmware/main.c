@@ -3,15 +3,16 @@
  * configuration, talks to the hypervisor (SMCCC version, vendor UID, features, MMIO guard,
  * console sharing), verifies the staged payload's SHA-256 and ELF headers, loads it into the
  * load window and jumps to it. Any failure ends in PSCI SYSTEM_RESET: the payload never runs.
+ * The same flow on every architecture; fw_arch.h (arch/<arch>/) has the layout numbers and
+ * checks that differ, arch/<arch>/entry.S the entry and the jump.
  *
  * pvmfw must not call PSCI_VERSION: benchmarks use the payload's PSCI_VERSION calls as markers.
  */
 #include "pvm_guest.h"
 #include "loader.h"
 #include "sha256.h"
-
-__attribute__((noreturn)) void fw_main(const struct pvm_boot_config *config);
-__attribute__((noreturn)) void enter_payload(u64 entry, u64 config);
+#include "fw_arch.h"
+#include "pvmfw.h"
 
 static __attribute__((noreturn)) void fail(const char *what)
 {
@@ -29,8 +30,6 @@ static __attribute__((noreturn)) void reject(const char *reason)
     psci_system_reset();
 }
 
-static bool is_page_aligned(u64 gpa) { return (gpa & (PVM_PAGE_SIZE - 1)) == 0; }
-
 /* Step 1: the configuration page must be sane before anything in it is used (even the console
  * addresses). There is no console yet, so a bad configuration resets silently. */
 static bool config_ok(const struct pvm_boot_config *c)
@@ -41,22 +40,15 @@ static bool config_ok(const struct pvm_boot_config *c)
         return false;
     if (c->total_size != PVM_CONFIG_SIZE)
         return false;
-    if (c->ram_base != PVM_RAM_BASE || c->ram_size < PVM_MIN_RAM || c->ram_size > PVM_MAX_RAM)
-        return false;
-    /* The console buffer: one page of RAM below the firmware, not one of the VMM's pages. */
-    if (!is_page_aligned(c->console_page_gpa) || c->console_page_gpa < PVM_CONSOLE_PAGE_GPA ||
-        c->console_page_gpa + PVM_PAGE_SIZE > PVM_FIRMWARE_BASE)
-        return false;
-    /* The console device: one page outside RAM and below 4 GiB (identity-mapped). */
-    if (!is_page_aligned(c->console_mmio_gpa) || c->console_mmio_gpa < c->ram_size ||
-        c->console_mmio_gpa > (4ULL << 30) - PVM_PAGE_SIZE)
+    /* RAM and the console's addresses: the architecture's layout. */
+    if (!fw_arch_layout_ok(c))
         return false;
     if (c->vcpu_count == 0)
         return false;
     return true;
 }
 
-void fw_main(const struct pvm_boot_config *boot_config)
+void fw_main(const struct pvm_boot_config *boot_config, u64 handoff)
 {
     /* 1. Boot configuration: take one copy, so every check and use sees the same values. */
     static struct pvm_boot_config config_copy;
@@ -87,8 +79,9 @@ void fw_main(const struct pvm_boot_config *boot_config)
             psci_system_reset();
     }
 
-    /* 4. Share the console buffer page with the host (touch it first so it is ours). */
-    if (uid_ok && (features & KVM_FEATURE_MEM_SHARE)) {
+    /* 4. Share the console buffer page with the host (touch it first so it is ours). A PL011
+     * (AArch64) has no buffer page: console_page_gpa is 0. */
+    if (config->console_page_gpa != 0 && uid_ok && (features & KVM_FEATURE_MEM_SHARE)) {
         *(volatile u8 *)(uintptr_t)config->console_page_gpa = 0;
         if (pvm_mem_share(config->console_page_gpa) != SMCCC_RET_SUCCESS)
             psci_system_reset();
@@ -147,9 +140,9 @@ void fw_main(const struct pvm_boot_config *boot_config)
     u64 staged_end;
     if (size == 0)
         reject("empty payload (payload_size is 0)");
-    if (payload < PVM_PAYLOAD_STAGING_GPA || __builtin_add_overflow(payload, size, &staged_end) ||
-        staged_end > PVM_PAYLOAD_STAGING_END)
-        reject("payload does not fit the staging area 0x100000..0x1000000");
+    if (payload < FW_STAGING_START || __builtin_add_overflow(payload, size, &staged_end) ||
+        staged_end > FW_STAGING_END)
+        reject("payload does not fit the staging area " FW_STAGING_TEXT);
 
     u8 digest[SHA256_DIGEST_SIZE];
     sha256((const void *)(uintptr_t)payload, size, digest);
@@ -169,7 +162,7 @@ void fw_main(const struct pvm_boot_config *boot_config)
     /* 6. Strict ELF checks against the load window. */
     u64 window_start = config->load_window_start;
     u64 window_end = config->load_window_end;
-    if (window_start < PVM_LOAD_WINDOW_START || window_end > config->ram_base + config->ram_size ||
+    if (window_start < FW_LOAD_WINDOW_START || window_end > config->ram_base + config->ram_size ||
         window_start >= window_end)
         reject("bad load window in the boot configuration");
 
@@ -185,5 +178,5 @@ void fw_main(const struct pvm_boot_config *boot_config)
     console_hex(entry);
     console_putc('\n');
     console_flush();
-    enter_payload(entry, (u64)(uintptr_t)boot_config);
+    enter_payload(entry, handoff);
 }

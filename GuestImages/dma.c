@@ -13,24 +13,26 @@
  */
 #include "payload.h"
 
-#define POLL_TIMEOUT_CYCLES (1ULL << 35)
+/* Give up polling a device after this long (in counter ticks: counter_frequency()). */
+#define POLL_TIMEOUT_SECONDS 8
+#define POLL_TIMEOUT_TICKS (POLL_TIMEOUT_SECONDS * counter_frequency())
 
 static struct checks checks = { "dma", 0, 0 };
 
 static void check(const char *name, u64 got, u64 expected) { checks_record(&checks, name, got, expected); }
 
-static void blk_write(u64 reg, u64 value) { mmio_write64(PVM_BLOCK_MMIO_GPA + reg, value); }
-static u64 blk_read(u64 reg) { return mmio_read64(PVM_BLOCK_MMIO_GPA + reg); }
-static void dma_write_reg(u64 reg, u64 value) { mmio_write64(PVM_DMA_MMIO_GPA + reg, value); }
-static u64 dma_read_reg(u64 reg) { return mmio_read64(PVM_DMA_MMIO_GPA + reg); }
+static void blk_write(u64 reg, u64 value) { mmio_write64(PVM_ARCH_BLOCK_MMIO_GPA + reg, value); }
+static u64 blk_read(u64 reg) { return mmio_read64(PVM_ARCH_BLOCK_MMIO_GPA + reg); }
+static void dma_write_reg(u64 reg, u64 value) { mmio_write64(PVM_ARCH_DMA_MMIO_GPA + reg, value); }
+static u64 dma_read_reg(u64 reg) { return mmio_read64(PVM_ARCH_DMA_MMIO_GPA + reg); }
 
 /* Waits until the block device is no longer busy; returns its status. */
 static u64 blk_wait(void)
 {
-    u64 start = rdtsc();
+    u64 start = counter_read();
     u64 status;
     while ((status = blk_read(PVM_BLOCK_REG_STATUS)) == PVM_BLOCK_STATUS_BUSY) {
-        if (rdtsc() - start > POLL_TIMEOUT_CYCLES)
+        if (counter_read() - start > POLL_TIMEOUT_TICKS)
             break;
         cpu_relax();
     }
@@ -107,8 +109,8 @@ static void unshare_race(u64 bounce)
     for (u64 i = 0; i < PVM_PAGE_SIZE; i++)
         buf[i] = 0xEE;
     blk_submit(8, bounce, PVM_PAGE_SIZE, 3000);   /* 8 chunks, 3 ms apart */
-    u64 start = rdtsc();
-    while (blk_read(PVM_BLOCK_REG_DONE) < 512 && rdtsc() - start < POLL_TIMEOUT_CYCLES)
+    u64 start = counter_read();
+    while (blk_read(PVM_BLOCK_REG_DONE) < 512 && counter_read() - start < POLL_TIMEOUT_TICKS)
         cpu_relax();
 
     s64 ret = pvm_mem_unshare(bounce);
@@ -144,9 +146,9 @@ int main(const struct pvm_boot_config *config)
     payload_console_init(config);
     /* Under a pKVM with the MMIO guard (Android's), map the devices' pages first. */
     if (is_protected(config) && (smccc_call(KVM_FEATURES_FID, 0, 0, 0).a0 & KVM_FEATURE_MMIO_GUARD_MAP)) {
-        check("MMIO_GUARD_MAP of the block device", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_BLOCK_MMIO_GPA, 0, 0),
+        check("MMIO_GUARD_MAP of the block device", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_ARCH_BLOCK_MMIO_GPA, 0, 0),
               SMCCC_RET_SUCCESS);
-        check("MMIO_GUARD_MAP of the DMA engine", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_DMA_MMIO_GPA, 0, 0),
+        check("MMIO_GUARD_MAP of the DMA engine", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, PVM_ARCH_DMA_MMIO_GPA, 0, 0),
               SMCCC_RET_SUCCESS);
     }
 

@@ -43,7 +43,7 @@ int main(const struct pvm_boot_config *config)
     console_flush();
 
     /* A plain store to the page we no longer own. */
-    __asm__ volatile("movb $0x55, (%0)" : : "r"(page) : "memory");
+    *(volatile u8 *)(uintptr_t)page = 0x55;
 
     console_puts("giveaway: BUG: write to a relinquished page went through\n");
     psci_system_off();

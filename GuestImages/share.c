@@ -9,8 +9,8 @@
 #define SMP_MAX_CPUS 64
 #define SMP_ITERATIONS 200
 #define SMP_STACK_SIZE 4096
-/* Give up waiting for secondaries after this many TSC cycles (tens of seconds). */
-#define SMP_TIMEOUT_CYCLES (1ULL << 36)
+/* Give up waiting for secondaries after this long (in counter ticks: counter_frequency()). */
+#define SMP_TIMEOUT_SECONDS 16
 
 /* Scratch pages after the image (never touched by pvmfw). */
 #define PAGE_UNTOUCHED 0   /* first touched by MEM_SHARE's fault-then-retry path */
@@ -18,7 +18,7 @@
 #define PAGE_SMP_BASE  2   /* one per vCPU */
 
 struct share_cpu {
-    u64 stack_top;         /* must stay first: share_entry.S loads rsp from here */
+    u64 stack_top;         /* must stay first: share_entry.S loads the stack pointer from here */
     u64 index;
     u64 page;
     u32 failures;          /* written by the vCPU before done */
@@ -131,12 +131,12 @@ static void smp_checks(const struct pvm_boot_config *config)
 
     failures += stress(0, cpus[0].page);
 
-    u64 deadline = rdtsc() + SMP_TIMEOUT_CYCLES;
+    u64 deadline = counter_read() + SMP_TIMEOUT_SECONDS * counter_frequency();
     for (u64 i = 1; i < n; i++) {
         if (!started[i])
             continue;
         bool off = false;
-        while (rdtsc() < deadline) {
+        while (counter_read() < deadline) {
             if (__atomic_load_n(&cpus[i].done, __ATOMIC_ACQUIRE) &&
                 psci_affinity_info(PVM_VCPU_MPIDR(i)) == PSCI_AFFINITY_OFF) {
                 off = true;
@@ -251,7 +251,7 @@ int main(const struct pvm_boot_config *config)
         /* The firmware enrolled in the MMIO guard. */
         check("MMIO_GUARD_MAP of a mapped page", (u64)smccc_call0(KVM_MMIO_GUARD_MAP_FID, private_page, 0, 0),
               (u64)SMCCC_RET_INVALID_PARAMETER);
-        check("MMIO_GUARD_UNMAP (a no-op)", (u64)smccc_call0(KVM_MMIO_GUARD_UNMAP_FID, PVM_CONSOLE_MMIO_GPA, 0, 0), 0);
+        check("MMIO_GUARD_UNMAP (a no-op)", (u64)smccc_call0(KVM_MMIO_GUARD_UNMAP_FID, config->console_mmio_gpa, 0, 0), 0);
     }
 
     check("PSCI_VERSION", (u64)smccc_call0(PSCI_VERSION_FID, 0, 0, 0), android ? PSCI_VERSION_1_1 : PSCI_VERSION_1_3);

@@ -17,10 +17,14 @@
         char desc[(sizeof(profile) + 3) & ~3];                                                \
     } pvm_abi_note = { 4, sizeof(profile), PVM_NOTE_ABI_TYPE, "pvm", profile }
 
-/* Called by start.S on the image's own 16 KiB stack with rdi = boot configuration. */
+/*
+ * Called on the image's own 16 KiB stack (lib/arch/<arch>/start.S). x86-64: pvmfw passes the
+ * boot configuration page. AArch64: start.S enables the MMU and lib/arch/aarch64/boot.c
+ * builds the configuration from the FDT pvmfw passes.
+ */
 int main(const struct pvm_boot_config *config);
 
-/* First page after the image (payload.ld): never touched by pvmfw. */
+/* First page after the image (arch/<arch>/payload.ld): never touched by pvmfw. */
 extern u8 __scratch_start[];
 
 /* Scratch page `index` after the image, or 0 when it would not fit the load window. */

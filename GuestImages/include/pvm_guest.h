@@ -1,7 +1,10 @@
 /*
  * Small freestanding support library shared by the firmware (Firmware/) and the guest images
- * (GuestImages/): the hypercall conduit, PSCI helpers, the MMIO console and mem* routines.
- * ABI: docs/abi.md.
+ * (GuestImages/): the hypercall conduit, PSCI helpers, the console and mem* routines.
+ * ABI: docs/abi.md (x86-64) and the AArch64 guest contract (GuestImages/README.md).
+ *
+ * The architecture's part (hypercall instruction, counter, MMIO accessors) is pvm_arch.h, found
+ * through -IGuestImages/include/arch/<arch> (x86_64 or aarch64).
  */
 #ifndef PVM_GUEST_H
 #define PVM_GUEST_H
@@ -22,50 +25,21 @@ struct smccc_res {
     u64 a0, a1, a2, a3;
 };
 
-/* One hypercall: `out %eax, $0xf1` with x0..x3 in rax, rbx, rcx, rdx (in and out). */
-static inline struct smccc_res smccc_call(u32 fid, u64 a1, u64 a2, u64 a3)
-{
-    u64 r0 = fid;
-    __asm__ volatile("outl %%eax, $0xf1"
-                     : "+a"(r0), "+b"(a1), "+c"(a2), "+d"(a3)
-                     :
-                     : "memory");
-    return (struct smccc_res){ r0, a1, a2, a3 };
-}
+/*
+ * The architecture provides, as static inline functions:
+ *   struct smccc_res smccc_call(u32 fid, u64 a1, u64 a2, u64 a3);   one hypercall
+ *   void cpu_relax(void);                                           spin-wait hint
+ *   u64 counter_read(void);  u64 counter_frequency(void);           a free-running counter
+ *   void mmio_write32/64(u64 gpa, value);  u32 mmio_read32(u64);  u64 mmio_read64(u64);
+ *   void cpu_stop(void) (noreturn);                                 trap, never return
+ * and the device addresses PVM_ARCH_BLOCK_MMIO_GPA, PVM_ARCH_DMA_MMIO_GPA.
+ */
+#include "pvm_arch.h"
 
 /* x0 of a call, as a signed SMCCC result. */
 static inline s64 smccc_call0(u32 fid, u64 a1, u64 a2, u64 a3)
 {
     return (s64)smccc_call(fid, a1, a2, a3).a0;
-}
-
-static inline void cpu_relax(void)
-{
-    __asm__ volatile("pause" ::: "memory");
-}
-
-static inline u64 rdtsc(void)
-{
-    u32 lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return ((u64)hi << 32) | lo;
-}
-
-static inline void mmio_write32(u64 gpa, u32 value)
-{
-    __asm__ volatile("movl %1, (%0)" : : "r"(gpa), "r"(value) : "memory");
-}
-
-static inline void mmio_write64(u64 gpa, u64 value)
-{
-    __asm__ volatile("movq %1, (%0)" : : "r"(gpa), "r"(value) : "memory");
-}
-
-static inline u64 mmio_read64(u64 gpa)
-{
-    u64 value;
-    __asm__ volatile("movq (%1), %0" : "=r"(value) : "r"(gpa) : "memory");
-    return value;
 }
 
 /* ---- PSCI --------------------------------------------------------------------------------- */
@@ -83,17 +57,21 @@ static inline s64 pvm_mem_relinquish(u64 ipa) { return smccc_call0(KVM_MEM_RELIN
 
 /* ---- Console -------------------------------------------------------------------------------- */
 /*
- * Bytes collect in the console buffer page and are flushed (one MMIO write of the length to
- * console_mmio_gpa + FLUSH) at each newline, when the page is full, or on console_flush().
+ * The device is the architecture's (lib/arch/<arch>/console.c). x86-64: bytes collect in the
+ * console buffer page and are flushed (one MMIO write of the length to console_mmio_gpa +
+ * FLUSH) at each newline, when the page is full, or on console_flush(). AArch64: a PL011 at
+ * mmio_gpa (buffer_gpa is unused, 0); console_flush() waits until it has sent everything.
+ * Before console_init, output is dropped.
  */
 void console_init(u64 buffer_gpa, u64 mmio_gpa);
 void console_putc(char c);
+void console_flush(void);
+/* Formatting over console_putc (lib/console.c). */
 void console_puts(const char *s);
 void console_hex(u64 value);        /* "0x" followed by lower-case hex digits, no padding */
 void console_hex_bytes(const u8 *bytes, size_t n); /* two lower-case hex digits per byte */
 void console_dec(u64 value);
 void console_sdec(s64 value);
-void console_flush(void);
 
 /* ---- mem* (clang may emit calls to memset/memcpy) -------------------------------------------- */
 void *memset(void *dst, int c, size_t n);

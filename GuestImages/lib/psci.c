@@ -1,30 +1,24 @@
 /* PSCI helpers over the hypercall conduit (docs/abi.md, "Functions"). */
 #include "pvm_guest.h"
 
-static __attribute__((noreturn)) void halt_forever(void)
-{
-    for (;;)
-        __asm__ volatile("ud2" ::: "memory");  /* unreachable: the VMM never resumes a powered-off vCPU */
-}
-
 void psci_system_off(void)
 {
     console_flush();
     smccc_call(PSCI_SYSTEM_OFF_FID, 0, 0, 0);
-    halt_forever();
+    cpu_stop();  /* unreachable: the VMM never resumes a powered-off vCPU */
 }
 
 void psci_system_reset(void)
 {
     console_flush();
     smccc_call(PSCI_SYSTEM_RESET_FID, 0, 0, 0);
-    halt_forever();
+    cpu_stop();  /* unreachable: the VMM never resumes a powered-off vCPU */
 }
 
 void psci_cpu_off(void)
 {
     smccc_call(PSCI_CPU_OFF_FID, 0, 0, 0);
-    halt_forever();
+    cpu_stop();  /* unreachable: the VMM never resumes a powered-off vCPU */
 }
 
 s64 psci_cpu_on(u64 target_mpidr, u64 entry, u64 context)

@@ -1,19 +1,8 @@
-/* Freestanding mem* routines. Built with -fno-builtin, so these loops stay loops. */
+/*
+ * Freestanding memmove and memcmp; memset and memcpy are the architecture's
+ * (lib/arch/<arch>/string.c). Built with -fno-builtin, so these loops stay loops.
+ */
 #include "pvm_guest.h"
-
-void *memset(void *dst, int c, size_t n)
-{
-    void *d = dst;
-    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
-    return dst;
-}
-
-void *memcpy(void *restrict dst, const void *restrict src, size_t n)
-{
-    void *d = dst;
-    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
-    return dst;
-}
 
 void *memmove(void *dst, const void *src, size_t n)
 {

@@ -3,18 +3,29 @@
 public enum EmbeddedImage: String, CaseIterable, Sendable {
     case firmware, hello, share, giveaway, bench, dma
 
-    /// The ELF file's bytes.
-    public var bytes: [UInt8] {
-        let text: String
-        switch self {
-        case .firmware: text = EmbeddedImageData.firmware
-        case .hello: text = EmbeddedImageData.hello
-        case .share: text = EmbeddedImageData.share
-        case .giveaway: text = EmbeddedImageData.giveaway
-        case .bench: text = EmbeddedImageData.bench
-        case .dma: text = EmbeddedImageData.dma
+    /// The x86-64 ELF file's bytes (the same as `bytes(for: "x86-64")`).
+    public var bytes: [UInt8] { Base64.decode(encoded.x86) }
+
+    /// The ELF file's bytes for `architecture`: "x86-64" or "aarch64" (both are built from the
+    /// same sources by scripts/build-guests.sh). Any other name has no image: the result is empty.
+    public func bytes(for architecture: String) -> [UInt8] {
+        switch architecture {
+        case "x86-64": Base64.decode(encoded.x86)
+        case "aarch64": Base64.decode(encoded.aarch64)
+        default: []
         }
-        return Base64.decode(text)
+    }
+
+    /// The base64 text of both builds.
+    private var encoded: (x86: String, aarch64: String) {
+        switch self {
+        case .firmware: (EmbeddedImageData.firmware, EmbeddedImageData.firmware_aarch64)
+        case .hello: (EmbeddedImageData.hello, EmbeddedImageData.hello_aarch64)
+        case .share: (EmbeddedImageData.share, EmbeddedImageData.share_aarch64)
+        case .giveaway: (EmbeddedImageData.giveaway, EmbeddedImageData.giveaway_aarch64)
+        case .bench: (EmbeddedImageData.bench, EmbeddedImageData.bench_aarch64)
+        case .dma: (EmbeddedImageData.dma, EmbeddedImageData.dma_aarch64)
+        }
     }
 
     /// The guest images (not the firmware), by name.

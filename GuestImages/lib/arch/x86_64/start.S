@@ -1,5 +1,5 @@
 /*
- * Entry of every guest image: pvmfw jumps here with rdi = boot configuration (docs/abi.md).
+ * Entry of every x86-64 guest image: pvmfw jumps here with rdi = boot configuration (docs/abi.md).
  * Switch to the image's own stack and call main(config); main never returns.
  */
     .section .text.entry, "ax", @progbits

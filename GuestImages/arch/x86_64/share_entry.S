@@ -1,5 +1,5 @@
 /*
- * Entry of the share image's secondary vCPUs (PSCI CPU_ON). They start with rsp = 0 and
+ * Entry of the share image's secondary vCPUs on x86-64 (PSCI CPU_ON). They start with rsp = 0 and
  * rdi = context: a struct share_cpu whose first field is the top of the vCPU's stack.
  */
     .section .text.secondary_entry, "ax", @progbits

@@ -1,6 +1,6 @@
 /*
- * pvmfw entry: vCPU 0 arrives here in 64-bit long mode (docs/abi.md, "CPU state at entry")
- * with rdi = boot configuration GPA and rsp = 0x90000.
+ * pvmfw entry on x86-64: vCPU 0 arrives here in 64-bit long mode (docs/abi.md, "CPU state at
+ * entry") with rdi = boot configuration GPA and rsp = 0x90000.
  */
 #include "pvm_abi.h"
 
@@ -11,7 +11,8 @@ _start:
     cld
     movq $PVM_FIRMWARE_STACK_TOP, %rsp
     xorl %ebp, %ebp
-    /* rdi (boot configuration) is passed through as fw_main's first argument */
+    /* fw_main(config = rdi, handoff = rdi): the payload gets the same configuration page */
+    movq %rdi, %rsi
     call fw_main
 1:  ud2
     jmp 1b
