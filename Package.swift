@@ -61,17 +61,19 @@ let package = Package(
         ),
         .target(name: "KVMBackend", dependencies: ["VMM", "EL2", "KVM", "HostMemory", "Disassembly", "Tracing"]),
         .target(name: "ScriptedBackend", dependencies: ["VMM", "EL2", "Tracing"]),
+        .target(name: "InterpBackend", dependencies: ["VMM", "EL2", "AArch64", "HostMemory", "Disassembly", "Tracing"]),
         .target(name: "Fuzzing", dependencies: ["EL2", "ModelScript", "HostMemory"]),
         .executableTarget(
             name: "pvm",
             dependencies: [
-                "EL2", "HostMemory", "ModelScript", "VMM", "KVMBackend", "ScriptedBackend", "EmbeddedImages", "KVM",
+                "EL2", "HostMemory", "ModelScript", "VMM", "KVMBackend", "ScriptedBackend", "InterpBackend", "EmbeddedImages", "KVM",
                 "CKVMBaseline", "Tracing", "Inspection", "Fuzzing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "EL2Tests", dependencies: ["EL2", "HostMemory"]),
         .testTarget(name: "AArch64Tests", dependencies: ["AArch64"]),
+        .testTarget(name: "InterpBackendTests", dependencies: ["InterpBackend", "VMM", "EL2", "EmbeddedImages", "Tracing"]),
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing", "ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),

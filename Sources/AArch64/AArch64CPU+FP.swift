@@ -142,10 +142,10 @@ extension AArch64CPU {
             let load = op.kind == .loadFP || op.kind == .loadPairFP
             let ok = withUnsafeMutableBytes(of: &buffer) { b -> Bool in
                 let base = b.baseAddress!
-                if load { return loadBytes(va, total, into: base) }
+                if load { return loadBytes(va, total, into: base, element: bytes) }
                 base.copyMemory(from: vreg(op.rd), byteCount: bytes)
                 if pair { (base + bytes).copyMemory(from: vreg(op.ra), byteCount: bytes) }
-                return storeBytes(va, total, from: base)
+                return storeBytes(va, total, from: base, element: bytes)
             }
             guard ok else { return .fault }
             if load {
@@ -176,9 +176,9 @@ extension AArch64CPU {
                     for i in 0 ..< Int(op.a) {
                         (p + i * registerBytes).copyMemory(from: vreg(op.rd &+ UInt8(i)), byteCount: registerBytes)
                     }
-                    return storeBytes(base, count, from: p)
+                    return storeBytes(base, count, from: p, element: 1 << Int(op.size))
                 }
-                return loadBytes(base, count, into: p)
+                return loadBytes(base, count, into: p, element: 1 << Int(op.size))
             }
             guard ok else { return .fault }
             withUnsafeBytes(of: &buffer) { b in

@@ -55,9 +55,9 @@ extension AArch64CPU {
                 if op.kind == .storePair {
                     Self.write(b.baseAddress!, bytes, r[Int(op.rd)])
                     Self.write(b.baseAddress! + bytes, bytes, r[Int(op.rm)])
-                    return storeBytes(va, 2 * bytes, from: b.baseAddress!)
+                    return storeBytes(va, 2 * bytes, from: b.baseAddress!, element: bytes)
                 }
-                return loadBytes(va, 2 * bytes, into: b.baseAddress!)
+                return loadBytes(va, 2 * bytes, into: b.baseAddress!, element: bytes)
             }
             guard ok else { return .fault }
             if op.kind == .loadPair {

@@ -5,22 +5,26 @@ extension AArch64CPU {
     /// The host address of `size` bytes at `va` for `access`, from the TLB alone: nil on a miss,
     /// a page crossing or an access the slow path must check for alignment.
     @inline(__always)
-    func fastPointer(_ va: UInt64, _ size: Int, _ access: AccessKind, el0: Bool, asid: UInt32) -> UnsafeMutableRawPointer? {
+    func fastPointer(_ va: UInt64, _ size: Int, _ access: AccessKind, el0: Bool, asid: UInt32, alignment: Int = 0)
+        -> UnsafeMutableRawPointer? {
         let e = tlb.slot(TLB.set(el0: el0, access), va)
+        let align = alignment == 0 ? size : alignment
         guard e.pointee.page == va & ~0xFFF, e.pointee.asid == asid || e.pointee.asid == TLB.global,
-              Int(va & 0xFFF) + size <= 4096, !e.pointee.device || va & UInt64(size - 1) == 0 else { return nil }
+              Int(va & 0xFFF) + size <= 4096, !e.pointee.device || va & UInt64(align - 1) == 0 else { return nil }
         return e.pointee.host.unsafelyUnwrapped + Int(va & 0xFFF)
     }
 
     /// The host address of the page holding `va` after a full check (translation, permission,
-    /// alignment of `size` if `aligned` or Device memory), filling the TLB; nil with
-    /// `state.fault` set.
+    /// alignment to `alignment` bytes (default `size`) if `aligned`, SCTLR_EL1.A or Device
+    /// memory), filling the TLB; nil with `state.fault` set. Pairs and multi-register
+    /// accesses are checked against the element size (Arm ARM B2.5.2).
     @inline(never)
-    func slowPointer(_ va: UInt64, _ size: Int, _ access: AccessKind, unprivileged: Bool, aligned: Bool)
+    func slowPointer(_ va: UInt64, _ size: Int, _ access: AccessKind, unprivileged: Bool, aligned: Bool, alignment: Int = 0)
         -> UnsafeMutableRawPointer? {
         let s = state
+        let align = UInt64(alignment == 0 ? size : alignment)
         let alignmentCheck = aligned || s.pointee.sys.sctlr & 2 != 0
-        if alignmentCheck, va & UInt64(size - 1) != 0 {
+        if alignmentCheck, va & (align - 1) != 0 {
             recordFault(.alignment, status: FaultStatus.alignment, va: va, access: access, size: size)
             return nil
         }
@@ -32,7 +36,7 @@ extension AArch64CPU {
             record(error, va: va, access: access, size: size)
             return nil
         }
-        if translation.device, va & UInt64(size - 1) != 0 {
+        if translation.device, va & (align - 1) != 0 {
             recordFault(.alignment, status: FaultStatus.alignment, va: va, access: access, size: size)
             return nil
         }
@@ -64,15 +68,16 @@ extension AArch64CPU {
     /// access that crosses a page returns nil with `crossing` set instead: the caller splits it.
     @inline(__always)
     func pointer(_ va: UInt64, _ size: Int, _ access: AccessKind, unprivileged: Bool = false, aligned: Bool = false,
-                 crossing: inout Bool) -> UnsafeMutableRawPointer? {
+                 alignment: Int = 0, crossing: inout Bool) -> UnsafeMutableRawPointer? {
         let s = state
         let el0 = s.pointee.el == 0 || unprivileged
-        if let p = fastPointer(va, size, access, el0: el0, asid: currentASID), !aligned || va & UInt64(size - 1) == 0 { return p }
+        if let p = fastPointer(va, size, access, el0: el0, asid: currentASID, alignment: alignment),
+           !aligned || va & UInt64(size - 1) == 0 { return p }
         if Int(va & 0xFFF) + size > 4096, !aligned, s.pointee.sys.sctlr & 2 == 0 {
             crossing = true
             return nil
         }
-        return slowPointer(va, size, access, unprivileged: unprivileged, aligned: aligned)
+        return slowPointer(va, size, access, unprivileged: unprivileged, aligned: aligned, alignment: alignment)
     }
 
     /// Loads `size` (1, 2, 4, 8) bytes little-endian, zero-extended; nil on a fault.
@@ -143,11 +148,11 @@ extension AArch64CPU {
         return true
     }
 
-    /// Reads `count` bytes at `va` into `buffer` (SIMD&FP registers, pairs of up to 32 bytes);
-    /// false on a fault, with nothing read.
-    func loadBytes(_ va: UInt64, _ count: Int, into buffer: UnsafeMutableRawPointer) -> Bool {
+    /// Reads `count` bytes at `va` into `buffer` (SIMD&FP registers, pairs of up to 32 bytes,
+    /// checked for alignment to `element` bytes); false on a fault, with nothing read.
+    func loadBytes(_ va: UInt64, _ count: Int, into buffer: UnsafeMutableRawPointer, element: Int = 0) -> Bool {
         var crossing = false
-        if let p = pointer(va, count, .read, crossing: &crossing) {
+        if let p = pointer(va, count, .read, alignment: element, crossing: &crossing) {
             buffer.copyMemory(from: p, byteCount: count)
             return true
         }
@@ -160,10 +165,11 @@ extension AArch64CPU {
         return true
     }
 
-    /// Writes `count` bytes from `buffer` at `va`; false on a fault, with nothing written.
-    func storeBytes(_ va: UInt64, _ count: Int, from buffer: UnsafeRawPointer) -> Bool {
+    /// Writes `count` bytes from `buffer` at `va` (elements of `element` bytes); false on a
+    /// fault, with nothing written.
+    func storeBytes(_ va: UInt64, _ count: Int, from buffer: UnsafeRawPointer, element: Int = 0) -> Bool {
         var crossing = false
-        if let p = pointer(va, count, .write, crossing: &crossing) {
+        if let p = pointer(va, count, .write, alignment: element, crossing: &crossing) {
             p.copyMemory(from: buffer, byteCount: count)
             return true
         }

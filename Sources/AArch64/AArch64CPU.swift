@@ -138,6 +138,10 @@ public final class AArch64CPU: @unchecked Sendable {
         !running.load(ordering: .sequentiallyConsistent) || flushCompleted.load(ordering: .acquiring) >= request
     }
 
+    /// Takes a pending TLB flush request now, from inside a broadcast TLBI that waits for the
+    /// other CPUs (one of which may be waiting for this one).
+    public func servicePendingRequests() { _ = serviceAttention() }
+
     /// Takes pending cross-thread requests: a TLB flush. Returns whether a kick or the
     /// interrupt line needs the caller.
     @inline(never)
@@ -207,4 +211,35 @@ public final class AArch64CPU: @unchecked Sendable {
 
     /// CNTFRQ_EL0.
     public static let counterFrequency: UInt64 = 62_500_000
+}
+
+extension AArch64CPU {
+    /// The instruction word at `va` as the CPU would fetch it now, or nil if the fetch would
+    /// fault: for fault records and debuggers. It walks the tables without filling the TLB
+    /// and never raises an exception.
+    public func peekInstruction(at va: UInt64) -> UInt32? {
+        guard va & 3 == 0, let t = try? translate(va & ~0xFFF, .execute, unprivileged: false) else { return nil }
+        return UInt32(littleEndian: t.host.load(fromByteOffset: Int(va & 0xFFF), as: UInt32.self))
+    }
+
+    /// The 8 bytes at `va` as a read by the current EL would see them, or nil if the read would
+    /// fault (no TLB fill, no exception): for debuggers and reports.
+    public func peek64(at va: UInt64) -> UInt64? {
+        guard let t = try? translate(va & ~0xFFF, .read, unprivileged: false), va & 0xFFF <= 4088 else { return nil }
+        return UInt64(littleEndian: t.host.loadUnaligned(fromByteOffset: Int(va & 0xFFF), as: UInt64.self))
+    }
+
+    /// The value of register `name` as Capstone names it ("x3", "w3", "sp", "wzr"), for fault
+    /// records; nil for a register the CPU does not name that way.
+    public func registerValue(_ name: String) -> UInt64? {
+        switch name {
+        case "sp", "wsp": return sp
+        case "xzr", "wzr": return 0
+        case "fp": return x(29)
+        case "lr": return x(30)
+        default:
+            guard let first = name.first, first == "x" || first == "w", let n = Int(name.dropFirst()), n <= 30 else { return nil }
+            return first == "x" ? x(n) : x(n) & 0xFFFF_FFFF
+        }
+    }
 }

@@ -45,14 +45,14 @@ public final class KVMBackend: ExecutionBackend, @unchecked Sendable {
             let vm = try system.createVM()
             try vm.setTSSAddress(0xfffb_d000)
             try vm.setIdentityMapAddress(0xfffb_c000)
-            try vm.setMemoryRegion(slot: 0, guestPhysical: 0, size: ram.guestSize, host: mirror.guestViewBase)
+            try vm.setMemoryRegion(slot: 0, guestPhysical: ram.guestBase, size: ram.guestSize, host: mirror.guestViewBase)
             self.vm = vm
         } catch { throw .backend(operation: "KVM VM setup", error: error) }
         self.mirror = mirror
         decoder = X86FaultDecoder(mirror: mirror, memory: ram.memory, ramBase: ram.ramBase, guestSize: ram.guestSize)
     }
 
-    public func attachGuest(vmid: VMID) { mirror?.attach(guest: vmid) }
+    public func attachGuest(vmid: VMID, stage2: GuestStage2) { mirror?.attach(guest: vmid) }
 
     public func makeVCPU(index: Int) throws(VMMError) -> any GuestVCPU {
         guard let vm, let decoder else { throw .backend(operation: "KVM vCPU \(index)", error: KVMError("KVM_CREATE_VCPU", errno: 0, detail: "no VM yet")) }

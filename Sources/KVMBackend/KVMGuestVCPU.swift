@@ -35,8 +35,8 @@ final class KVMGuestVCPU: GuestVCPU, @unchecked Sendable {
         self.decoder = decoder
     }
 
-    func powerOn(entry: UInt64, context: UInt64, stack: UInt64) throws(VMMError) {
-        do { try X86Boot.start(vcpu, rip: entry, rdi: context, rsp: stack) } catch {
+    func powerOn(entry: UInt64, arguments: [UInt64], stack: UInt64) throws(VMMError) {
+        do { try X86Boot.start(vcpu, rip: entry, rdi: arguments.first ?? 0, rsp: stack) } catch {
             throw .backend(operation: "vCPU \(index) power-on", error: error)
         }
     }

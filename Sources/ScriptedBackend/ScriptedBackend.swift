@@ -37,7 +37,7 @@ public final class ScriptedBackend: ExecutionBackend, @unchecked Sendable {
         stage2.guestSize = ram.guestSize
     }
 
-    public func attachGuest(vmid: VMID) { stage2.vmid.store(vmid.rawValue, ordering: .releasing) }
+    public func attachGuest(vmid: VMID, stage2 _: GuestStage2) { stage2.vmid.store(vmid.rawValue, ordering: .releasing) }
 
     public func makeVCPU(index: Int) throws(VMMError) -> any GuestVCPU {
         guard let ram else { preconditionFailure("makeVCPU before attach") }

@@ -37,11 +37,11 @@ final class ScriptedVCPU: GuestVCPU, @unchecked Sendable {
 
     /// Powers on (again): a vCPU turned off and on again by PSCI goes on with the step after
     /// the one it stopped at.
-    func powerOn(entry: UInt64, context: UInt64, stack: UInt64) throws(VMMError) {
+    func powerOn(entry: UInt64, arguments: [UInt64], stack: UInt64) throws(VMMError) {
         powered = true
         pendingHypercall = nil
         pendingAccess = nil
-        note(.poweredOn(entry: entry, context: context))
+        note(.poweredOn(entry: entry, context: arguments.first ?? 0))
     }
 
     func run() -> GuestExit {

@@ -93,10 +93,14 @@ public struct FaultRecord: Sendable, Equatable {
     public var instruction: InstructionRecord?
     /// The error EL2 returned, for a refused host access.
     public var error: HypError?
+    /// ESR_EL2, FAR_EL2 and HPFAR_EL2 of the abort, when the backend reports a hardware
+    /// syndrome (the AArch64 interpreter; KVM on x86 has none).
+    public var syndrome: AbortSyndrome?
 
     public init(source: Source, gva: UInt64? = nil, gpa: UInt64?, access: FaultAccess, size: Int, action: FaultAction,
                 reason: String? = nil, ownership: PageOwnership? = nil, instruction: InstructionRecord? = nil,
-                error: HypError? = nil) {
+                error: HypError? = nil, syndrome: AbortSyndrome? = nil) {
+        self.syndrome = syndrome
         self.source = source
         self.gva = gva
         self.gpa = gpa
@@ -107,5 +111,22 @@ public struct FaultRecord: Sendable, Equatable {
         self.ownership = ownership
         self.instruction = instruction
         self.error = error
+    }
+}
+
+/// The registers an abort to EL2 sets (Arm ARM D23.2.41 ESR_EL2, D23.2.44 FAR_EL2, D23.2.48
+/// HPFAR_EL2), with the syndrome decoded field by field.
+public struct AbortSyndrome: Sendable, Equatable {
+    public var esr: UInt64
+    public var far: UInt64
+    public var hpfar: UInt64
+    /// "EC 0x24 (data abort from a lower EL), IL, ISV SAS=4B SRT=x1, WnR (write), DFSC 0x7 (...)".
+    public var decoded: String
+
+    public init(esr: UInt64, far: UInt64, hpfar: UInt64, decoded: String) {
+        self.esr = esr
+        self.far = far
+        self.hpfar = hpfar
+        self.decoded = decoded
     }
 }

@@ -63,6 +63,9 @@ public enum TraceEncoder {
         if let error = f.error { o += ",\"result\":\"\(error)\"" }
         if let reason = f.reason { o += ",\"reason\":\(JSONValue.quoted(reason))" }
         if let own = f.ownership { ownership(own, into: &o) }
+        if let s = f.syndrome {
+            o += ",\"esr\":\"\(hex(s.esr))\",\"far\":\"\(hex(s.far))\",\"hpfar\":\"\(hex(s.hpfar))\",\"syndrome\":\(JSONValue.quoted(s.decoded))"
+        }
         if let i = f.instruction {
             o += ",\"insn\":{\"arch\":\"\(i.architecture)\",\"address\":\"\(hex(i.address))\",\"bytes\":\"\(i.byteString)\","
             o += "\"text\":\(JSONValue.quoted(i.text)),\"regs\":{"

@@ -62,6 +62,7 @@ public enum TraceFormatter {
             if let result = r.string("result") { o += " \(result)" }
             o += ownership(r)
             if let reason = r.string("reason") { o += "; \(reason)" }
+            if let syndrome = r.string("syndrome") { o += "; \(syndrome), FAR_EL2 \(h("far")), HPFAR_EL2 \(h("hpfar"))" }
             if let insn = r["insn"]?.object {
                 o += "; insn \(insn["text"]?.string ?? "?") [\(insn["bytes"]?.string ?? "")] at \(insn["address"]?.string ?? "?")"
                 if let regs = insn["regs"]?.object, !regs.members.isEmpty {

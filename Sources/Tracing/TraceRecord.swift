@@ -36,6 +36,7 @@ public enum TraceKind: String, Sendable, CaseIterable, Comparable {
     static let optionalFields: [(name: String, type: TraceRecord.FieldType)] = [
         ("vm", .id), ("pfn", .address), ("gfn", .address), ("gpa", .address), ("gva", .address), ("pa", .address),
         ("dur", .integer), ("domain", .id), ("sid", .id), ("size", .any), ("insn", .object),
+        ("esr", .address), ("far", .address), ("hpfar", .address), ("syndrome", .string),
     ]
 }
 

@@ -53,15 +53,16 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
     let engine: DMAEngine
     let hypervisor: Hypervisor
     let ramBase: UInt64
-    let guestSize: UInt64
+    /// The guest memory the VMM backs (guest-physical); requests must lie inside it.
+    let guestMemory: Range<UInt64>
     /// The host's paging domain in refcount mode (the driver maps buffers there).
     let pagingDomain: IOMMUDomainID?
     let trace: EventTrace?
 
-    init(hypervisor: Hypervisor, ramBase: UInt64, guestSize: UInt64, pagingDomain: IOMMUDomainID?, trace: EventTrace?) {
+    init(hypervisor: Hypervisor, ramBase: UInt64, guestMemory: Range<UInt64>, pagingDomain: IOMMUDomainID?, trace: EventTrace?) {
         self.hypervisor = hypervisor
         self.ramBase = ramBase
-        self.guestSize = guestSize
+        self.guestMemory = guestMemory
         self.pagingDomain = pagingDomain
         self.trace = trace
         engine = DMAEngine(name: "virtio-blk", stream: Self.stream, hypervisor: hypervisor, trace: trace)
@@ -94,7 +95,8 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
             case 0x18 where value == 1:
                 let (sector, address, length) = (r.sector, r.address, r.length)
                 guard length > 0, length <= Self.maxRequest, sector < Self.diskBytes / 512,
-                      sector * 512 + length <= Self.diskBytes, address < guestSize, length <= guestSize - address
+                      sector * 512 + length <= Self.diskBytes, guestMemory.contains(address),
+                      length <= guestMemory.upperBound - address
                 else {
                     r.status = .rejected
                     return nil
@@ -127,8 +129,8 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
     /// The backend: map (refcount mode), DMA chunk by chunk, unmap.
     private func transfer(sector: UInt64, address: UInt64, length: UInt64, chunk: Int, delay: UInt64) {
         // The host knows which physical page backs each guest page it gave or shares: the
-        // memslot maps IPA x to ramBase + x.
-        let pa = ramBase + address
+        // memslot maps the guest memory's IPAs linearly from ramBase.
+        let pa = ramBase + (address - guestMemory.lowerBound)
         let firstPage = pa & ~(pageSize - 1)
         let pages = (pa + length - firstPage + pageSize - 1) >> pageShift
         if let domain = pagingDomain {

@@ -26,7 +26,9 @@ public protocol ExecutionBackend: AnyObject, Sendable {
     /// Guest RAM exists: create the backend's VM over it (KVM: the VM and its memslot).
     func attach(_ ram: GuestRAM) throws(VMMError)
     /// The guest's VMID in EL2: from now on, stage-2 updates of that VMID are the guest's.
-    func attachGuest(vmid: VMID)
+    /// `stage2` is what EL2 would load into VTTBR_EL2 / VTCR_EL2 for it (a backend whose CPU
+    /// walks the guest's stage 2 itself uses it; KVM mirrors updates instead).
+    func attachGuest(vmid: VMID, stage2: GuestStage2)
     /// Creates vCPU `index` (powered off until `GuestVCPU.powerOn`).
     func makeVCPU(index: Int) throws(VMMError) -> any GuestVCPU
     /// The architecture's boot structures, written into guest RAM before the first instruction
@@ -44,9 +46,10 @@ public protocol ExecutionBackend: AnyObject, Sendable {
 public protocol GuestVCPU: AnyObject, Sendable {
     var index: Int { get }
     /// Sets the architectural state a vCPU powers on with (PSCI CPU_ON, or the boot vCPU):
-    /// the program counter at `entry`, the first argument register holding `context`, and the
-    /// stack pointer at `stack` (0: the entry code sets its own).
-    func powerOn(entry: UInt64, context: UInt64, stack: UInt64) throws(VMMError)
+    /// the program counter at `entry`, the first argument registers holding `arguments` (x0,
+    /// x1, ... on arm64; rdi, rsi, ... on x86-64), and the stack pointer at `stack` (0: the
+    /// entry code sets its own).
+    func powerOn(entry: UInt64, arguments: [UInt64], stack: UInt64) throws(VMMError)
     /// Runs the guest until the next exit.
     func run() -> GuestExit
     /// The SMCCC registers of the hypercall that just exited: x0 (function ID) to x3.
@@ -76,15 +79,28 @@ public enum GuestArchitecture: String, Sendable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
+/// The guest's stage 2 as EL2 programs it: VTTBR_EL2 (VMID and PGD) and VTCR_EL2.
+public struct GuestStage2: Sendable, Equatable {
+    public let vttbr: UInt64
+    public let vtcr: UInt64
+
+    public init(vttbr: UInt64, vtcr: UInt64) {
+        self.vttbr = vttbr
+        self.vtcr = vtcr
+    }
+}
+
 /// Guest RAM as the core built it, for a backend to run over: one memory file whose first
-/// `guestSize` bytes back guest-physical 0 up (the KVM memslot maps exactly those), and EL2's
-/// physical memory over the whole file.
+/// `guestSize` bytes back guest-physical `guestBase` up (the KVM memslot maps exactly those),
+/// and EL2's physical memory over the whole file.
 public struct GuestRAM: Sendable {
     /// The file backing all of physical memory.
     public let file: SharedMemoryFile
-    /// Physical address of guest-physical 0.
+    /// Physical address of the file's first byte (guest-physical `guestBase`).
     public let ramBase: UInt64
-    /// Bytes of guest RAM.
+    /// Guest-physical address of the file's first byte.
+    public let guestBase: UInt64
+    /// Bytes of guest memory (from `guestBase`).
     public let guestSize: UInt64
     /// EL2's physical memory (guest RAM, the host's pages, EL2's carveout).
     public let memory: PhysicalMemory

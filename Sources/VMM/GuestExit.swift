@@ -45,9 +45,14 @@ public struct Stage2Abort: Sendable {
     public var resume: Resume
     /// The instruction and virtual address, when the backend already decoded them.
     public var context: FaultContext?
+    /// ESR_EL2 / FAR_EL2 / HPFAR_EL2 as the hardware reported them, when the backend has them
+    /// (the AArch64 interpreter). With a syndrome, an abort in RAM is resolved and the
+    /// instruction runs again, as on arm64; `resume == .complete` then only matters for MMIO.
+    public var syndrome: AbortSyndrome?
 
     public init(ipa: UInt64, access: FaultAccess, size: Int = 0, value: UInt64 = 0, resume: Resume,
-                context: FaultContext? = nil) {
+                context: FaultContext? = nil, syndrome: AbortSyndrome? = nil) {
+        self.syndrome = syndrome
         self.ipa = ipa
         self.access = access
         self.size = size

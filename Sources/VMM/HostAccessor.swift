@@ -26,13 +26,17 @@ public final class HostAccessor: Sendable {
     let hypervisor: Hypervisor
     let hostView: SharedMemoryFile.View
     let ramBase: UInt64
+    /// Guest-physical address of the host view's first byte.
+    let guestBase: UInt64
     let guestSize: UInt64
     let trace: EventTrace?
 
-    init(hypervisor: Hypervisor, hostView: SharedMemoryFile.View, ramBase: UInt64, guestSize: UInt64, trace: EventTrace?) {
+    init(hypervisor: Hypervisor, hostView: SharedMemoryFile.View, ramBase: UInt64, guestBase: UInt64, guestSize: UInt64,
+         trace: EventTrace?) {
         self.hypervisor = hypervisor
         self.hostView = hostView
         self.ramBase = ramBase
+        self.guestBase = guestBase
         self.guestSize = guestSize
         self.trace = trace
     }
@@ -54,15 +58,16 @@ public final class HostAccessor: Sendable {
     /// holds the host lock.
     private func access<R>(gpa: UInt64, count: Int, isWrite: Bool,
                            _ body: (UnsafeMutableRawBufferPointer) -> R) throws(HostAccessError) -> R {
-        let pa = ramBase &+ gpa
-        guard count > 0, gpa < guestSize, UInt64(count) <= guestSize - gpa else {
+        let offset = gpa &- guestBase
+        let pa = ramBase &+ offset
+        guard count > 0, gpa >= guestBase, offset < guestSize, UInt64(count) <= guestSize - offset else {
             throw HostAccessError(gpa: gpa, pa: pa, count: count, isWrite: isWrite, error: .EFAULT)
         }
-        let offset = Int(gpa)
+        let start = Int(offset)
         do {
             return try hypervisor.withHostAccess(PhysAddr(pa), count: count) {
-                // Inside the host view: gpa + count <= guestSize, checked above.
-                body(UnsafeMutableRawBufferPointer(rebasing: hostView.buffer[offset ..< offset + count]))
+                // Inside the host view: offset + count <= guestSize, checked above.
+                body(UnsafeMutableRawBufferPointer(rebasing: hostView.buffer[start ..< start + count]))
             }
         } catch {
             if let trace {

@@ -14,14 +14,16 @@ extension Machine {
     /// Handles a stage-2 abort the backend reported. Returns false when the vCPU must stop.
     func handleAbort(vcpu index: Int, _ abort: Stage2Abort) -> Bool {
         let vcpu = vcpus[index]
-        if abort.ipa < configuration.memory {
+        if layout.contains(abort.ipa) {
             switch resolveGuestFault(vcpu: index, gpa: abort.ipa, access: abort.access, size: abort.size,
-                                     rip: vcpu.programCounter, context: abort.context) {
+                                     rip: vcpu.programCounter, context: abort.context, syndrome: abort.syndrome) {
             case let .refused(report):
                 stop(.faulted(report))
                 return false
             case .resolved:
-                if abort.resume == .complete { completeRAMAccess(vcpu, abort) }
+                // KVM decoded an access to a page its memslot view had not mapped yet: finish it.
+                // With a hardware syndrome the instruction simply runs again, as on arm64.
+                if abort.resume == .complete, abort.syndrome == nil { completeRAMAccess(vcpu, abort) }
                 return true
             }
         }
@@ -59,13 +61,14 @@ extension Machine {
     /// done) is built only when something reads it: a trace, or a refusal. `context` is the
     /// instruction when the caller already decoded it.
     func resolveGuestFault(vcpu: Int, gpa: UInt64, access: FaultAccess, size: Int, rip: UInt64? = nil,
-                           context: FaultContext? = nil) -> FaultResolution {
+                           context: FaultContext? = nil, syndrome: AbortSyndrome? = nil) -> FaultResolution {
         let gfn = IPA(gpa).gfn
         var known = context
         func record(_ action: FaultAction, _ reason: String?, _ ownership: PageOwnership?) -> FaultRecord {
             if known == nil { known = access == .boot ? FaultContext() : vcpus[vcpu].faultContext() }
             return FaultRecord(source: .vcpu(vm: handle, index: vcpu), gva: known?.gva, gpa: gpa, access: access, size: size,
-                               action: action, reason: reason, ownership: ownership, instruction: known?.instruction)
+                               action: action, reason: reason, ownership: ownership, instruction: known?.instruction,
+                               syndrome: syndrome)
         }
         func refuse(_ reason: String, action: FaultAction = .stopped) -> FaultResolution {
             let r = record(action, reason, ownership(gpa))
@@ -73,7 +76,7 @@ extension Machine {
             return .refused(FaultReport(vcpu: vcpu, gpa: gpa, access: access.rawValue, rip: rip, reason: reason,
                                         pageState: pageDescription(gpa), record: r))
         }
-        guard gpa < configuration.memory else { return refuse("no guest RAM at this address") }
+        guard layout.contains(gpa) else { return refuse("no guest RAM at this address") }
         counters.withLock { $0.stage2Faults += 1 }
         return guestPages.withLock { pages -> FaultResolution in
             if pages.relinquished.contains(gfn.rawValue) {
@@ -120,16 +123,16 @@ extension Machine {
 
     /// The page behind `gpa` as EL2 sees it now, with the guest's own stage-2 state.
     func ownership(_ gpa: UInt64) -> PageOwnership {
-        guard gpa < configuration.memory else { return PageOwnership(page: nil, owner: .notRAM) }
-        var o = hypervisor.ownership(of: PhysAddr(ramBase + gpa))
+        guard layout.contains(gpa) else { return PageOwnership(page: nil, owner: .notRAM) }
+        var o = hypervisor.ownership(of: PhysAddr(ramBase + layout.offset(gpa)))
         o.guest = (try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn))?.state
         return o
     }
 
     /// "host OWNED, hyp NOPAGE; guest: OWNED rwx" for fault reports.
     func pageDescription(_ gpa: UInt64) -> String? {
-        guard gpa < configuration.memory else { return nil }
-        let pa = PhysAddr(ramBase + (gpa & ~(pageSize - 1)))
+        guard layout.contains(gpa) else { return nil }
+        let pa = PhysAddr(ramBase + layout.offset(gpa & ~(pageSize - 1)))
         var text = "PA \(pa)"
         if let view = hypervisor.pageView(pa) { text += ": \(view)" }
         if let guest = try? hypervisor.guestPageView(vm: handle, gfn: IPA(gpa).gfn) { text += "; guest stage-2: \(guest)" }
@@ -141,7 +144,8 @@ extension Machine {
         let context = abort.context ?? vcpus[index].faultContext()
         let record = FaultRecord(source: .vcpu(vm: handle, index: index), gva: context.gva, gpa: abort.ipa,
                                  access: abort.access, size: abort.size, action: .stopped, reason: reason,
-                                 ownership: PageOwnership(page: nil, owner: .notRAM), instruction: context.instruction)
+                                 ownership: PageOwnership(page: nil, owner: .notRAM), instruction: context.instruction,
+                                 syndrome: abort.syndrome)
         trace?.record(.fault(record))
         stop(.faulted(FaultReport(vcpu: index, gpa: abort.ipa, access: abort.access.rawValue,
                                   rip: context.instruction?.address ?? vcpus[index].programCounter,
@@ -153,7 +157,7 @@ extension Machine {
     /// guest view had not mapped yet), now that the page is the guest's: the VMM performs it on
     /// the guest's behalf in EL2's view of RAM.
     private func completeRAMAccess(_ vcpu: any GuestVCPU, _ abort: Stage2Abort) {
-        let pa = PhysAddr(ramBase + abort.ipa)
+        let pa = PhysAddr(ramBase + layout.offset(abort.ipa))
         // Never past the faulting page: the next one may not be the guest's.
         let count = min(max(abort.size, 0), 8, Int(pageSize - (abort.ipa & (pageSize - 1))))
         var value = abort.value
@@ -167,7 +171,9 @@ extension Machine {
 
     /// The physical page behind guest frame `gfn`: guest RAM is one contiguous run from
     /// `ramBase`, so frame g is always backed by the same page.
-    func backingPage(_ gfn: GFN) -> PFN { PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue) }
+    func backingPage(_ gfn: GFN) -> PFN {
+        PFN(rawValue: (ramBase >> pageShift) + gfn.rawValue - (layout.memory.lowerBound >> pageShift))
+    }
 
     /// Runs an EL2 transition and traces it with its result.
     func transition(_ name: String, pfn: PFN? = nil, gfn: GFN?, _ body: () throws(HypError) -> Void) throws(HypError) {

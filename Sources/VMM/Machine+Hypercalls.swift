@@ -129,7 +129,7 @@ extension Machine {
             var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
             nanosleep(&pause, nil)
         }
-        try vcpus[target].powerOn(entry: entry, context: context, stack: 0)
+        try vcpus[target].powerOn(entry: entry, arguments: [context], stack: 0)
         try startThread(vcpu: target)
         trace?.record(.power(vcpu: target, event: "cpu-on"))
     }

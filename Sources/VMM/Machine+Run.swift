@@ -14,7 +14,11 @@ extension Machine {
     /// Boots vCPU 0 at the firmware entry and waits until the guest powers off, resets, or is
     /// stopped. Throws only for VMM failures (the backend, the MMU mirror), never for the guest.
     public func run() throws(VMMError) -> RunOutcome {
-        try vcpus[0].powerOn(entry: firmwareEntry, context: GuestLayout.bootConfig, stack: GuestLayout.firmwareStackTop)
+        // x86-64: rdi = the boot configuration. AArch64, as pKVM enters pvmfw: x0 = the device
+        // tree, x1 = the staged payload, x2 = its size.
+        let arguments = layout.architecture == .aarch64 ? [layout.handoff, layout.payloadStaging.lowerBound, stagedPayloadSize]
+            : [layout.handoff]
+        try vcpus[0].powerOn(entry: firmwareEntry, arguments: arguments, stack: layout.firmwareStack)
         try startThread(vcpu: 0)
         trace?.record(.power(vcpu: 0, event: "start"))
         // Join every vCPU thread, including those CPU_ON starts while we wait: a thread is

@@ -29,12 +29,16 @@ public final class Machine: @unchecked Sendable {
     public let accessor: HostAccessor
     /// What runs the guest's instructions.
     public let backend: any ExecutionBackend
+    /// Where everything is in the guest's physical address space (per architecture).
+    public let layout: MachineLayout
 
     let ram: GuestRAM
     let sink: MachineEventSink
     let hostPool: HostPagePool
     let vcpus: [any GuestVCPU]
     let firmwareEntry: UInt64
+    /// Bytes of the staged payload (the AArch64 firmware gets it in x2).
+    let stagedPayloadSize: UInt64
     let trace: EventTrace?
     let start = monotonicNanoseconds()
     /// The devices behind guest-physical MMIO pages.
@@ -80,24 +84,27 @@ public final class Machine: @unchecked Sendable {
         self.backend = backend
         trace = configuration.trace
         try configuration.validate(maxVCPUs: backend.maxVCPUs)
+        let layout = MachineLayout(architecture: backend.architecture, ram: configuration.memory)
+        self.layout = layout
 
         // Images first: a bad image is refused before anything is built.
         let firmware: ELFImage
         do throws(ELFImage.ImageError) {
             firmware = try ELFImage(bytes: configuration.firmware, name: configuration.firmwareName,
-                                    window: GuestLayout.firmwareWindow, machine: backend.architecture)
-            let stagingLimit = Int(GuestLayout.payloadStagingEnd - GuestLayout.payloadStaging)
+                                    window: layout.firmwareWindow, machine: backend.architecture)
+            let stagingLimit = Int(layout.payloadStaging.upperBound - layout.payloadStaging.lowerBound)
             if configuration.payload.count > stagingLimit {
                 throw ELFImage.ImageError.tooLarge(name: configuration.payloadName, size: configuration.payload.count,
                                                    limit: stagingLimit)
             }
             _ = try ELFImage(bytes: configuration.payload, name: configuration.payloadName,
-                             window: GuestLayout.payloadWindowStart ..< configuration.memory, machine: backend.architecture)
+                             window: layout.payloadWindow, machine: backend.architecture)
         } catch { throw .image(error) }
         firmwareEntry = firmware.entry
+        stagedPayloadSize = UInt64(configuration.payload.count)
 
-        // Physical memory: guest RAM, then the host's pool and EL2's carveout.
-        let guestSize = configuration.memory
+        // Physical memory: guest memory, then the host's pool and EL2's carveout.
+        let guestSize = layout.memorySize
         let physicalSize = guestSize + (8 << 20) + guestSize / 32
         let file: SharedMemoryFile, el2View: SharedMemoryFile.View, hostView: SharedMemoryFile.View
         do {
@@ -110,7 +117,7 @@ public final class Machine: @unchecked Sendable {
             memory = try PhysicalMemory(regions: [MemoryRegion(base: PhysAddr(ramBase), size: physicalSize)],
                                         backing: el2View.buffer, owner: file, clearPage: AnonymousMemory.clearPage)
         } catch { throw .layout(error) }
-        ram = GuestRAM(file: file, ramBase: ramBase, guestSize: guestSize, memory: memory)
+        ram = GuestRAM(file: file, ramBase: ramBase, guestBase: layout.memory.lowerBound, guestSize: guestSize, memory: memory)
         try backend.attach(ram)
         sink = MachineEventSink(hostView: hostView, ramBase: ramBase, trace: trace, backend: backend.eventSink)
         do {
@@ -118,8 +125,8 @@ public final class Machine: @unchecked Sendable {
                                         profile: configuration.profile, sink: sink)
         } catch { throw .el2Boot(error) }
         hostPool = HostPagePool(PhysAddr(ramBase + guestSize).pfn ..< hypervisor.carveout.lowerBound)
-        accessor = HostAccessor(hypervisor: hypervisor, hostView: hostView, ramBase: ramBase, guestSize: guestSize,
-                                trace: trace)
+        accessor = HostAccessor(hypervisor: hypervisor, hostView: hostView, ramBase: ramBase,
+                                guestBase: layout.memory.lowerBound, guestSize: guestSize, trace: trace)
 
         // The EL2 VM (pkvm_create_hyp_vm): a metadata page and an aligned PGD from the host.
         let pgdPages = hypervisor.geometry.pgdPages
@@ -131,10 +138,11 @@ public final class Machine: @unchecked Sendable {
                                              donating: .init(metadata: metadata, pgd: pgd))
         } catch { throw .hypervisor(operation: "__pkvm_init_vm", error: error) }
         let vmid = hypervisor.vm(handle)!.vmid
-        backend.attachGuest(vmid: vmid)
+        let stage2 = hypervisor.stage2Registers(vm: handle)!
+        backend.attachGuest(vmid: vmid, stage2: GuestStage2(vttbr: stage2.vttbr, vtcr: stage2.vtcr))
         trace?.record(.machine(MachineInfo(
             vm: handle, vmid: vmid.rawValue, isProtected: configuration.isProtected,
-            vcpus: configuration.vcpus, architecture: backend.architecture.rawValue, guestRAMBase: ramBase,
+            vcpus: configuration.vcpus, architecture: backend.architecture.rawValue, guestRAMBase: layout.memory.lowerBound,
             guestMemory: guestSize, physicalBase: ramBase, physicalSize: physicalSize,
             iommu: configuration.iommuMode.map { "\($0)" } ?? "none", image: configuration.payloadName)))
 
@@ -163,9 +171,14 @@ public final class Machine: @unchecked Sendable {
     /// engine and the block device in the host's domain (the identity domain, or a paging
     /// domain in refcount mode), the guest's DMA engine assigned to the guest.
     private func attachDevices() throws(VMMError) {
-        devices.add(ConsoleDevice(accessor: accessor, console: configuration.console,
-                                  refused: { [self] error in noteHostFault(error) }),
-                    at: GuestLayout.consoleMMIO)
+        switch layout.architecture {
+        case .x86_64:
+            devices.add(ConsoleDevice(accessor: accessor, console: configuration.console,
+                                      refused: { [self] error in noteHostFault(error) }),
+                        at: layout.console)
+        case .aarch64:
+            devices.add(PL011Device(console: configuration.console), at: layout.console)
+        }
         guard let mode = configuration.iommuMode else { return }
         do throws(HypError) {
             let domain: IOMMUDomainID
@@ -182,11 +195,11 @@ public final class Machine: @unchecked Sendable {
         hostDMA = DMAEngine(name: "host-dma", stream: Self.hostDMAStream, hypervisor: hypervisor, trace: trace)
         let guestEngine = DMAEngine(name: "guest-dma", stream: Self.guestDMAStream, hypervisor: hypervisor, trace: trace)
         guestDMA = guestEngine
-        let block = BlockDevice(hypervisor: hypervisor, ramBase: ramBase, guestSize: configuration.memory,
+        let block = BlockDevice(hypervisor: hypervisor, ramBase: ramBase, guestMemory: layout.memory,
                                 pagingDomain: mode == .refcount ? Self.hostPagingDomain : nil, trace: trace)
         blockDevice = block
-        devices.add(block, at: GuestLayout.blockMMIO)
-        devices.add(GuestDMADevice(engine: guestEngine), at: GuestLayout.dmaMMIO)
+        devices.add(block, at: layout.block)
+        devices.add(GuestDMADevice(engine: guestEngine), at: layout.dma)
     }
 
     /// Counts a host access EL2 refused and keeps the first few for the summary.
@@ -208,43 +221,21 @@ public final class Machine: @unchecked Sendable {
             for (gpa, bytes) in backend.bootStructures(memory: configuration.memory) {
                 try accessor.write(gpa: gpa, bytes)
             }
-            try accessor.write(gpa: GuestLayout.bootConfig, bootConfiguration(payloadSize: payload.count, digest: digest))
+            switch layout.architecture {
+            case .x86_64: try accessor.write(gpa: layout.handoff, bootConfiguration(payloadSize: payload.count, digest: digest))
+            case .aarch64: try accessor.write(gpa: layout.handoff, deviceTree(payloadSize: payload.count, digest: digest))
+            }
             for segment in firmware.segments {
                 let start = Int(segment.fileOffset)
                 try accessor.write(gpa: segment.address, Array(firmware.bytes[start ..< start + Int(segment.fileSize)]))
             }
-            try accessor.write(gpa: GuestLayout.payloadStaging, payload)
+            try accessor.write(gpa: layout.payloadStaging.lowerBound, payload)
         } catch { throw .hostAccess(error) }
         for page in backend.bootStructurePages {
             if case let .refused(report) = resolveGuestFault(vcpu: 0, gpa: page << pageShift, access: .boot, size: 0) {
                 throw .bootDonation(gpa: page << pageShift, reason: report.reason)
             }
         }
-    }
-
-    /// The boot configuration page (docs/abi.md).
-    private func bootConfiguration(payloadSize: Int, digest: [UInt8]) -> [UInt8] {
-        var c = [UInt8](repeating: 0, count: GuestLayout.configBytes)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { c.replaceSubrange(offset ..< offset + MemoryLayout<T>.size, with: $0) }
-        }
-        let flags: UInt32 = configuration.isProtected ? GuestLayout.configFlagProtected : 0
-        put(GuestLayout.configMagic, at: 0)
-        put(GuestLayout.configVersion, at: 4)
-        put(GuestLayout.configSize, at: 8)
-        put(flags, at: 12)
-        put(GuestLayout.payloadStaging, at: 16)
-        put(UInt64(payloadSize), at: 24)
-        c.replaceSubrange(32 ..< 64, with: digest)
-        put(UInt64(0), at: 64)
-        put(configuration.memory, at: 72)
-        put(GuestLayout.consolePage, at: 80)
-        put(GuestLayout.consoleMMIO, at: 88)
-        put(UInt32(configuration.vcpus), at: 96)
-        put(configuration.payloadArgument, at: 104)
-        put(GuestLayout.payloadWindowStart, at: 112)
-        put(configuration.memory, at: 120)
-        return c
     }
 
     // MARK: Host-side EL2 calls

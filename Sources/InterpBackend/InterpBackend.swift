@@ -1,0 +1,98 @@
+import AArch64
+import EL2
+import HostMemory
+import Synchronization
+import VMM
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs AArch64 guests on pvm's own CPU (`AArch64CPU`), on any host. The CPU walks the guest's
+/// stage-2 tables where EL2 keeps them, in the machine's physical memory, so nothing needs to
+/// be mirrored: the backend only has to make EL2's TLB invalidations take effect on every vCPU
+/// before the EL2 call that caused them returns, which `TLBShootdown` does.
+public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
+    public let name = "interp"
+    public let architecture = GuestArchitecture.aarch64
+    public let maxVCPUs = 64
+
+    /// Set by `attach` / `attachGuest`, before any vCPU exists; read-only afterwards.
+    private var view: SharedMemoryFile.View?
+    private var window: PhysicalWindow?
+    private var stage2: GuestStage2?
+    let shootdown = TLBShootdown()
+
+    public init() {}
+
+    public var eventSink: (any EL2EventSink)? { shootdown }
+
+    public func attach(_ ram: GuestRAM) throws(VMMError) {
+        // The whole physical memory, read-write: guest accesses reach only what stage 2 maps,
+        // and the stage-2 walks read EL2's tables in the carveout.
+        let view: SharedMemoryFile.View
+        do { view = try ram.file.map(access: .readWrite) } catch { throw .memory(error) }
+        self.view = view
+        window = PhysicalWindow(base: ram.ramBase, size: UInt64(view.buffer.count), host: view.buffer.baseAddress!)
+    }
+
+    public func attachGuest(vmid: VMID, stage2: GuestStage2) {
+        self.stage2 = stage2
+        shootdown.vmid = vmid
+    }
+
+    public func makeVCPU(index: Int) throws(VMMError) -> any GuestVCPU {
+        guard let window, let stage2 else {
+            throw .backend(operation: "interpreter vCPU \(index)", error: InterpError(description: "no guest memory or stage 2 yet"))
+        }
+        let cpu = AArch64CPU(memory: window, affinity: MPIDR(vcpu: index).hardwareID)
+        cpu.stage2Configuration = Stage2Configuration(vttbr: stage2.vttbr, vtcr: stage2.vtcr)
+        shootdown.add(cpu)
+        cpu.broadcastTLBInvalidation = { [shootdown, weak cpu] in
+            guard let cpu else { return }
+            shootdown.flushAll(except: cpu)
+        }
+        return InterpVCPU(index: index, cpu: cpu)
+    }
+
+    public func bootStructures(memory: UInt64) -> [(gpa: UInt64, bytes: [UInt8])] { [] }
+    public var bootStructurePages: Range<UInt64> { 0 ..< 0 }
+    public var failure: String? { nil }
+}
+
+/// EL2's stage-2 TLB invalidations, made good on every vCPU of the guest: each CPU is asked to
+/// drop its software TLB, and the invalidation returns only once every CPU that is running has
+/// done so (a CPU outside `run` drops it before it runs again). This is what TLBI followed by
+/// DSB guarantees on hardware. Also the broadcast of the guest's own inner-shareable TLBIs.
+final class TLBShootdown: EL2EventSink, @unchecked Sendable {
+    /// The guest's VMID (set before any invalidation can happen).
+    var vmid: VMID?
+    private let cpus = Mutex<[AArch64CPU]>([])
+
+    func add(_ cpu: AArch64CPU) { cpus.withLock { $0.append(cpu) } }
+
+    func invalidate(_ request: TLBInvalidation) {
+        guard request.vmid == vmid else { return }
+        flushAll(except: nil)
+    }
+
+    /// Asks every CPU but `except` to flush and waits until each has (or is not running).
+    func flushAll(except: AArch64CPU?) {
+        let targets = cpus.withLock { $0 }.filter { $0 !== except }
+        let requests = targets.map { ($0, $0.requestTLBFlush()) }
+        for (cpu, request) in requests {
+            var spins = 0
+            while !cpu.hasFlushed(request) {
+                spins += 1
+                // A CPU acknowledges at its next taken branch or page crossing.
+                if spins > 64 { sched_yield() }
+                // The waiting CPU may itself be asked to flush (two broadcasts at once).
+                except?.servicePendingRequests()
+            }
+        }
+    }
+}
+
+/// A backend setup error (the machine core called the seam out of order).
+struct InterpError: Error, Sendable, CustomStringConvertible {
+    let description: String
+}

@@ -1,0 +1,110 @@
+import EL2
+
+/// What the VMM tells the firmware at boot: the boot configuration page on x86-64
+/// (docs/abi.md, "Boot configuration"), a flattened device tree on AArch64 (docs/abi.md,
+/// "AArch64 device tree"), as crosvm writes one for a protected VM.
+extension Machine {
+    /// The boot configuration page (docs/abi.md).
+    func bootConfiguration(payloadSize: Int, digest: [UInt8]) -> [UInt8] {
+        var c = [UInt8](repeating: 0, count: GuestLayout.configBytes)
+        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value.littleEndian) { c.replaceSubrange(offset ..< offset + MemoryLayout<T>.size, with: $0) }
+        }
+        let flags: UInt32 = configuration.isProtected ? GuestLayout.configFlagProtected : 0
+        put(GuestLayout.configMagic, at: 0)
+        put(GuestLayout.configVersion, at: 4)
+        put(GuestLayout.configSize, at: 8)
+        put(flags, at: 12)
+        put(GuestLayout.payloadStaging, at: 16)
+        put(UInt64(payloadSize), at: 24)
+        c.replaceSubrange(32 ..< 64, with: digest)
+        put(UInt64(0), at: 64)
+        put(configuration.memory, at: 72)
+        put(GuestLayout.consolePage, at: 80)
+        put(GuestLayout.consoleMMIO, at: 88)
+        put(UInt32(configuration.vcpus), at: 96)
+        put(configuration.payloadArgument, at: 104)
+        put(GuestLayout.payloadWindowStart, at: 112)
+        put(configuration.memory, at: 120)
+        return c
+    }
+
+    /// The AArch64 machine's device tree: memory, CPUs with PSCI, the PL011 and its clock, the
+    /// pvm devices, /chosen, and crosvm's /config node (kernel-address, kernel-size) with the
+    /// payload's digest, argument and load window that pvm's firmware checks.
+    func deviceTree(payloadSize: Int, digest: [UInt8]) -> [UInt8] {
+        func reg(_ address: UInt64, _ size: UInt64) -> [UInt32] {
+            [UInt32(address >> 32), UInt32(truncatingIfNeeded: address), UInt32(size >> 32), UInt32(truncatingIfNeeded: size)]
+        }
+        var tree = DeviceTree()
+        tree.root.property("#address-cells", cells: [2])
+        tree.root.property("#size-cells", cells: [2])
+        tree.root.property("compatible", string: "pvm,virt")
+        tree.root.property("model", string: "pvm protected VM")
+
+        var memory = DeviceTree.Node("memory@" + String(layout.ram.lowerBound, radix: 16))
+        memory.property("device_type", string: "memory")
+        memory.property("reg", cells: reg(layout.ram.lowerBound, configuration.memory))
+        tree.root.child(memory)
+
+        var cpus = DeviceTree.Node("cpus")
+        cpus.property("#address-cells", cells: [1])
+        cpus.property("#size-cells", cells: [0])
+        for index in 0 ..< configuration.vcpus {
+            let mpidr = MPIDR(vcpu: index).hardwareID
+            var cpu = DeviceTree.Node("cpu@" + String(mpidr, radix: 16))
+            cpu.property("device_type", string: "cpu")
+            cpu.property("compatible", string: "arm,arm-v8")
+            cpu.property("enable-method", string: "psci")
+            cpu.property("reg", cells: [UInt32(mpidr)])
+            cpus.child(cpu)
+        }
+        tree.root.child(cpus)
+
+        var psci = DeviceTree.Node("psci")
+        psci.property("compatible", strings: ["arm,psci-1.0", "arm,psci-0.2"])
+        psci.property("method", string: "hvc")
+        tree.root.child(psci)
+
+        // The UART's clock: Linux's AMBA bus needs "apb_pclk" to read the PrimeCell IDs.
+        let clockHandle: UInt32 = 1
+        var clock = DeviceTree.Node("apb-pclk")
+        clock.property("compatible", string: "fixed-clock")
+        clock.property("#clock-cells", cells: [0])
+        clock.property("clock-frequency", cells: [24_000_000])
+        clock.property("phandle", cells: [clockHandle])
+        tree.root.child(clock)
+
+        let uartName = "pl011@" + String(layout.console, radix: 16)
+        var uart = DeviceTree.Node(uartName)
+        uart.property("compatible", strings: ["arm,pl011", "arm,primecell"])
+        uart.property("reg", cells: reg(layout.console, pageSize))
+        uart.property("clocks", cells: [clockHandle, clockHandle])
+        uart.property("clock-names", strings: ["uartclk", "apb_pclk"])
+        tree.root.child(uart)
+
+        if configuration.iommuMode != nil {
+            for (name, address) in [("block", layout.block), ("dma", layout.dma)] {
+                var device = DeviceTree.Node(name + "@" + String(address, radix: 16))
+                device.property("compatible", string: "pvm," + name)
+                device.property("reg", cells: reg(address, pageSize))
+                tree.root.child(device)
+            }
+        }
+
+        var chosen = DeviceTree.Node("chosen")
+        chosen.property("stdout-path", string: "/" + uartName)
+        chosen.property("bootargs", string: "")
+        tree.root.child(chosen)
+
+        var config = DeviceTree.Node("config")
+        config.property("kernel-address", u64: layout.payloadStaging.lowerBound)
+        config.property("kernel-size", u64: UInt64(payloadSize))
+        config.property("pvm,payload-sha256", digest)
+        config.property("pvm,payload-argument", u64: configuration.payloadArgument)
+        config.property("pvm,load-window", cells: reg(layout.payloadWindow.lowerBound, layout.payloadWindow.upperBound))
+        if configuration.isProtected { config.property("pvm,protected") }
+        tree.root.child(config)
+        return tree.serialized()
+    }
+}
