@@ -101,7 +101,7 @@ arch_setup() {
         # emit SIMD copies. The firmware runs with the MMU off, where every data access is
         # Device memory and must be aligned; it keeps to general registers (vectorized loops
         # under -mstrict-align only assemble bytes through the stack).
-        TARGET_CFLAGS="--target=aarch64-none-elf"
+        TARGET_CFLAGS="--target=aarch64-none-elf -march=armv8-a+crc+lse"
         FW_CFLAGS="-mstrict-align -mgeneral-regs-only"
         LIB_SRCS="lib/arch/aarch64/console.c lib/console.c lib/arch/aarch64/string.c lib/string.c
  lib/psci.c lib/check.c lib/fdt.c lib/arch/aarch64/boot_config.c lib/arch/aarch64/exception.c
@@ -244,6 +244,14 @@ for arch in $ARCHS; do
     build_arch "$arch"
 done
 
+# --- the EL2 stand-in `pvm bench interp` runs under qemu-system-aarch64 (Bench/qemu-el2-stub) ----
+STUB_OBJ=$OBJ/aarch64
+"$CC" --target=aarch64-none-elf -ffreestanding -fno-pic -fno-pie -O2 -mgeneral-regs-only -mstrict-align \
+    -Wall -Wextra -Werror -nostdlib -fno-stack-protector -c "$ROOT/Bench/qemu-el2-stub/stub.c" -o "$STUB_OBJ/el2_stub_c.o"
+"$CC" --target=aarch64-none-elf -c "$ROOT/Bench/qemu-el2-stub/stub.S" -o "$STUB_OBJ/el2_stub_s.o"
+"$LD" -nostdlib -static --no-dynamic-linker --build-id=none -T "$ROOT/Bench/qemu-el2-stub/stub.ld" \
+    -o "$WORK/qemu-el2-stub-aarch64.elf" "$STUB_OBJ/el2_stub_s.o" "$STUB_OBJ/el2_stub_c.o"
+
 # --- checks (only with the tools at hand) -------------------------------------------------------
 READELF=""
 for candidate in "$(dirname -- "$CC")/llvm-readelf" llvm-readelf; do
@@ -268,6 +276,7 @@ trap 'rm -f -- "$TMP"' EXIT
     for elf in firmware $IMAGES; do
         printf '    static let %s = "%s"\n' "$elf" "$(base64 -w0 < "$WORK/$elf.elf")"
     done
+    printf '    static let qemuEL2Stub = "%s"\n' "$(base64 -w0 < "$WORK/qemu-el2-stub-aarch64.elf")"
     for elf in firmware $IMAGES; do
         printf '    static let %s_aarch64 = "%s"\n' "$elf" "$(base64 -w0 < "$WORK/$elf-aarch64.elf")"
     done

@@ -177,6 +177,9 @@
 #define PVM_BENCH_MODE_MASK                  0xFFULL
 #define PVM_BENCH_MODE_VERSION               0ULL
 #define PVM_BENCH_MODE_SHARE                 1ULL
+#define PVM_BENCH_MODE_INTEGER               2ULL
+#define PVM_BENCH_MODE_CRC32                 3ULL
+#define PVM_BENCH_MODE_SORT                  4ULL
 
 /* a64layout */
 #define PVM_A64_FIRMWARE_BASE                0x7FC00000ULL

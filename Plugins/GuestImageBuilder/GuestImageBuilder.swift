@@ -11,7 +11,7 @@ struct GuestImageBuilder: BuildToolPlugin {
         let script = root.appending(path: "scripts/build-guests.sh")
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedImageData.swift")
         var inputs = [script]
-        for directory in ["Firmware", "GuestImages"] {
+        for directory in ["Firmware", "GuestImages", "Bench"] {
             let base = root.appending(path: directory)
             guard let walker = FileManager.default.enumerator(at: base, includingPropertiesForKeys: [.isRegularFileKey]) else { continue }
             for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {

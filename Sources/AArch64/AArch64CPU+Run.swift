@@ -65,164 +65,164 @@ extension AArch64CPU {
             let word = code.load(fromByteOffset: Int(pc & 0xFFF), as: UInt32.self)
             let slot = cache + Int((word &* 0x9E37_79B1) >> shift)
             if slot.pointee.word != word { slot.pointee = Decoder.decode(word) }
-            let op = slot.pointee
+            // The op is read field by field where each case needs it (copying all of it up
+            // front costs a dozen loads and spills per instruction).
+            let op = slot
             executed &+= 1
-            let rd = Int(op.rd), rn = Int(op.rn), rm = Int(op.rm)
-            let sf = op.size != 0
 
-            switch op.kind {
+            switch op.pointee.kind {
             // MARK: Data processing, immediate
-            case .adr: r[rd] = pc &+ op.imm
-            case .adrp: r[rd] = (pc & ~0xFFF) &+ op.imm
-            case .addImm: r[rd] = ALU.width(r[rn] &+ op.imm, sf: sf)
-            case .subImm: r[rd] = ALU.width(r[rn] &- op.imm, sf: sf)
+            case .adr: r[Int(op.pointee.rd)] = pc &+ op.pointee.imm
+            case .adrp: r[Int(op.pointee.rd)] = (pc & ~0xFFF) &+ op.pointee.imm
+            case .addImm: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &+ op.pointee.imm, sf: op.pointee.size != 0)
+            case .subImm: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &- op.pointee.imm, sf: op.pointee.size != 0)
             case .addsImm:
-                let (v, f) = ALU.addWithCarry(r[rn], op.imm, false, sf: sf)
-                r[rd] = v
+                let (v, f) = ALU.addWithCarry(r[Int(op.pointee.rn)], op.pointee.imm, false, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
                 s.pointee.nzcv = f
             case .subsImm:
-                let (v, f) = ALU.addWithCarry(r[rn], ~op.imm, true, sf: sf)
-                r[rd] = v
+                let (v, f) = ALU.addWithCarry(r[Int(op.pointee.rn)], ~op.pointee.imm, true, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
                 s.pointee.nzcv = f
-            case .andImm: r[rd] = r[rn] & op.imm
-            case .orrImm: r[rd] = ALU.width(r[rn] | op.imm, sf: sf)
-            case .eorImm: r[rd] = ALU.width(r[rn] ^ op.imm, sf: sf)
+            case .andImm: r[Int(op.pointee.rd)] = r[Int(op.pointee.rn)] & op.pointee.imm
+            case .orrImm: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] | op.pointee.imm, sf: op.pointee.size != 0)
+            case .eorImm: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] ^ op.pointee.imm, sf: op.pointee.size != 0)
             case .andsImm:
-                let v = r[rn] & op.imm
-                r[rd] = v
-                s.pointee.nzcv = ALU.logicFlags(v, sf: sf)
-            case .movImm: r[rd] = op.imm
+                let v = r[Int(op.pointee.rn)] & op.pointee.imm
+                r[Int(op.pointee.rd)] = v
+                s.pointee.nzcv = ALU.logicFlags(v, sf: op.pointee.size != 0)
+            case .movImm: r[Int(op.pointee.rd)] = op.pointee.imm
             case .movk:
-                let mask: UInt64 = 0xFFFF << UInt64(op.a)
-                r[rd] = ALU.width((r[rd] & ~mask) | (op.imm << UInt64(op.a)), sf: sf)
-            case .ubfx: r[rd] = (ALU.width(r[rn], sf: sf) >> UInt64(op.a)) & ALU.ones(op.b)
-            case .ubfiz: r[rd] = ALU.width((r[rn] & ALU.ones(op.b)) << UInt64(op.a), sf: sf)
+                let mask: UInt64 = 0xFFFF << UInt64(op.pointee.a)
+                r[Int(op.pointee.rd)] = ALU.width((r[Int(op.pointee.rd)] & ~mask) | (op.pointee.imm << UInt64(op.pointee.a)), sf: op.pointee.size != 0)
+            case .ubfx: r[Int(op.pointee.rd)] = (ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0) >> UInt64(op.pointee.a)) & ALU.ones(op.pointee.b)
+            case .ubfiz: r[Int(op.pointee.rd)] = ALU.width((r[Int(op.pointee.rn)] & ALU.ones(op.pointee.b)) << UInt64(op.pointee.a), sf: op.pointee.size != 0)
             case .sbfx:
-                r[rd] = ALU.width(ALU.signExtend((ALU.width(r[rn], sf: sf) >> UInt64(op.a)) & ALU.ones(op.b), bits: op.b), sf: sf)
-            case .sbfiz: r[rd] = ALU.width(ALU.signExtend(r[rn] & ALU.ones(op.b), bits: op.b) << UInt64(op.a), sf: sf)
+                r[Int(op.pointee.rd)] = ALU.width(ALU.signExtend((ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0) >> UInt64(op.pointee.a)) & ALU.ones(op.pointee.b), bits: op.pointee.b), sf: op.pointee.size != 0)
+            case .sbfiz: r[Int(op.pointee.rd)] = ALU.width(ALU.signExtend(r[Int(op.pointee.rn)] & ALU.ones(op.pointee.b), bits: op.pointee.b) << UInt64(op.pointee.a), sf: op.pointee.size != 0)
             case .bfxil:
-                let mask = ALU.ones(op.b)
-                r[rd] = ALU.width((r[rd] & ~mask) | ((ALU.width(r[rn], sf: sf) >> UInt64(op.a)) & mask), sf: sf)
+                let mask = ALU.ones(op.pointee.b)
+                r[Int(op.pointee.rd)] = ALU.width((r[Int(op.pointee.rd)] & ~mask) | ((ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0) >> UInt64(op.pointee.a)) & mask), sf: op.pointee.size != 0)
             case .bfi:
-                let mask = ALU.ones(op.b) << UInt64(op.a)
-                r[rd] = ALU.width((r[rd] & ~mask) | ((r[rn] << UInt64(op.a)) & mask), sf: sf)
+                let mask = ALU.ones(op.pointee.b) << UInt64(op.pointee.a)
+                r[Int(op.pointee.rd)] = ALU.width((r[Int(op.pointee.rd)] & ~mask) | ((r[Int(op.pointee.rn)] << UInt64(op.pointee.a)) & mask), sf: op.pointee.size != 0)
             case .extr:
-                let lsb = UInt64(op.a)
-                if sf {
-                    r[rd] = lsb == 0 ? r[rm] : (r[rm] >> lsb) | (r[rn] << (64 - lsb))
+                let lsb = UInt64(op.pointee.a)
+                if op.pointee.size != 0 {
+                    r[Int(op.pointee.rd)] = lsb == 0 ? r[Int(op.pointee.rm)] : (r[Int(op.pointee.rm)] >> lsb) | (r[Int(op.pointee.rn)] << (64 - lsb))
                 } else {
-                    let lo = r[rm] & 0xFFFF_FFFF, hi = r[rn] & 0xFFFF_FFFF
-                    r[rd] = lsb == 0 ? lo : ((lo >> lsb) | (hi << (32 - lsb))) & 0xFFFF_FFFF
+                    let lo = r[Int(op.pointee.rm)] & 0xFFFF_FFFF, hi = r[Int(op.pointee.rn)] & 0xFFFF_FFFF
+                    r[Int(op.pointee.rd)] = lsb == 0 ? lo : ((lo >> lsb) | (hi << (32 - lsb))) & 0xFFFF_FFFF
                 }
 
             // MARK: Data processing, register
-            case .movReg: r[rd] = ALU.width(r[rm], sf: sf)
-            case .andReg: r[rd] = ALU.width(r[rn] & ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .bicReg: r[rd] = ALU.width(r[rn] & ~ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .orrReg: r[rd] = ALU.width(r[rn] | ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .ornReg: r[rd] = ALU.width(r[rn] | ~ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .eorReg: r[rd] = ALU.width(r[rn] ^ ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .eonReg: r[rd] = ALU.width(r[rn] ^ ~ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
+            case .movReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
+            case .andReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] & ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .bicReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] & ~ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .orrReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] | ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .ornReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] | ~ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .eorReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] ^ ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .eonReg: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] ^ ~ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
             case .andsReg, .bicsReg:
-                var y = ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf)
-                if op.kind == .bicsReg { y = ~y }
-                let v = ALU.width(r[rn] & y, sf: sf)
-                r[rd] = v
-                s.pointee.nzcv = ALU.logicFlags(v, sf: sf)
-            case .addShifted: r[rd] = ALU.width(r[rn] &+ ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
-            case .subShifted: r[rd] = ALU.width(r[rn] &- ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf), sf: sf)
+                var y = ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0)
+                if op.pointee.kind == .bicsReg { y = ~y }
+                let v = ALU.width(r[Int(op.pointee.rn)] & y, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
+                s.pointee.nzcv = ALU.logicFlags(v, sf: op.pointee.size != 0)
+            case .addShifted: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &+ ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
+            case .subShifted: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &- ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0), sf: op.pointee.size != 0)
             case .addsShifted, .subsShifted:
-                var y = ALU.shift(r[rm], type: op.a, amount: op.b, sf: sf)
-                let sub = op.kind == .subsShifted
+                var y = ALU.shift(r[Int(op.pointee.rm)], type: op.pointee.a, amount: op.pointee.b, sf: op.pointee.size != 0)
+                let sub = op.pointee.kind == .subsShifted
                 if sub { y = ~y }
-                let (v, f) = ALU.addWithCarry(r[rn], y, sub, sf: sf)
-                r[rd] = v
+                let (v, f) = ALU.addWithCarry(r[Int(op.pointee.rn)], y, sub, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
                 s.pointee.nzcv = f
-            case .addExtended: r[rd] = ALU.width(r[rn] &+ ALU.extend(r[rm], option: op.a, amount: op.b), sf: sf)
-            case .subExtended: r[rd] = ALU.width(r[rn] &- ALU.extend(r[rm], option: op.a, amount: op.b), sf: sf)
+            case .addExtended: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &+ ALU.extend(r[Int(op.pointee.rm)], option: op.pointee.a, amount: op.pointee.b), sf: op.pointee.size != 0)
+            case .subExtended: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.rn)] &- ALU.extend(r[Int(op.pointee.rm)], option: op.pointee.a, amount: op.pointee.b), sf: op.pointee.size != 0)
             case .addsExtended, .subsExtended:
-                var y = ALU.extend(r[rm], option: op.a, amount: op.b)
-                let sub = op.kind == .subsExtended
+                var y = ALU.extend(r[Int(op.pointee.rm)], option: op.pointee.a, amount: op.pointee.b)
+                let sub = op.pointee.kind == .subsExtended
                 if sub { y = ~y }
-                let (v, f) = ALU.addWithCarry(r[rn], y, sub, sf: sf)
-                r[rd] = v
+                let (v, f) = ALU.addWithCarry(r[Int(op.pointee.rn)], y, sub, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
                 s.pointee.nzcv = f
             case .adc, .adcs, .sbc, .sbcs:
-                let sub = op.kind == .sbc || op.kind == .sbcs
-                let (v, f) = ALU.addWithCarry(r[rn], sub ? ~r[rm] : r[rm], s.pointee.nzcv & (1 << 29) != 0, sf: sf)
-                r[rd] = v
-                if op.kind == .adcs || op.kind == .sbcs { s.pointee.nzcv = f }
+                let sub = op.pointee.kind == .sbc || op.pointee.kind == .sbcs
+                let (v, f) = ALU.addWithCarry(r[Int(op.pointee.rn)], sub ? ~r[Int(op.pointee.rm)] : r[Int(op.pointee.rm)], s.pointee.nzcv & (1 << 29) != 0, sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = v
+                if op.pointee.kind == .adcs || op.pointee.kind == .sbcs { s.pointee.nzcv = f }
             case .ccmnReg, .ccmpReg, .ccmnImm, .ccmpImm:
-                if Condition.holds(op.a, s.pointee.nzcv) {
-                    var y = op.kind == .ccmnImm || op.kind == .ccmpImm ? op.imm : r[rm]
-                    let sub = op.kind == .ccmpReg || op.kind == .ccmpImm
+                if Condition.holds(op.pointee.a, s.pointee.nzcv) {
+                    var y = op.pointee.kind == .ccmnImm || op.pointee.kind == .ccmpImm ? op.pointee.imm : r[Int(op.pointee.rm)]
+                    let sub = op.pointee.kind == .ccmpReg || op.pointee.kind == .ccmpImm
                     if sub { y = ~y }
-                    s.pointee.nzcv = ALU.addWithCarry(r[rn], y, sub, sf: sf).1
+                    s.pointee.nzcv = ALU.addWithCarry(r[Int(op.pointee.rn)], y, sub, sf: op.pointee.size != 0).1
                 } else {
-                    s.pointee.nzcv = UInt32(op.b) << 28
+                    s.pointee.nzcv = UInt32(op.pointee.b) << 28
                 }
-            case .csel: r[rd] = ALU.width(Condition.holds(op.a, s.pointee.nzcv) ? r[rn] : r[rm], sf: sf)
-            case .csinc: r[rd] = ALU.width(Condition.holds(op.a, s.pointee.nzcv) ? r[rn] : r[rm] &+ 1, sf: sf)
-            case .csinv: r[rd] = ALU.width(Condition.holds(op.a, s.pointee.nzcv) ? r[rn] : ~r[rm], sf: sf)
-            case .csneg: r[rd] = ALU.width(Condition.holds(op.a, s.pointee.nzcv) ? r[rn] : 0 &- r[rm], sf: sf)
+            case .csel: r[Int(op.pointee.rd)] = ALU.width(Condition.holds(op.pointee.a, s.pointee.nzcv) ? r[Int(op.pointee.rn)] : r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
+            case .csinc: r[Int(op.pointee.rd)] = ALU.width(Condition.holds(op.pointee.a, s.pointee.nzcv) ? r[Int(op.pointee.rn)] : r[Int(op.pointee.rm)] &+ 1, sf: op.pointee.size != 0)
+            case .csinv: r[Int(op.pointee.rd)] = ALU.width(Condition.holds(op.pointee.a, s.pointee.nzcv) ? r[Int(op.pointee.rn)] : ~r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
+            case .csneg: r[Int(op.pointee.rd)] = ALU.width(Condition.holds(op.pointee.a, s.pointee.nzcv) ? r[Int(op.pointee.rn)] : 0 &- r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
             case .rbit:
-                let v = Self.reverseBits(r[rn])
-                r[rd] = sf ? v : v >> 32
+                let v = Self.reverseBits(r[Int(op.pointee.rn)])
+                r[Int(op.pointee.rd)] = (op.pointee.size != 0) ? v : v >> 32
             case .rev16:
-                let x = r[rn]
-                r[rd] = ALU.width(((x & 0x00FF_00FF_00FF_00FF) << 8) | ((x >> 8) & 0x00FF_00FF_00FF_00FF), sf: sf)
+                let x = r[Int(op.pointee.rn)]
+                r[Int(op.pointee.rd)] = ALU.width(((x & 0x00FF_00FF_00FF_00FF) << 8) | ((x >> 8) & 0x00FF_00FF_00FF_00FF), sf: op.pointee.size != 0)
             case .rev32:
-                let x = r[rn].byteSwapped
-                r[rd] = (x >> 32) | (x << 32)
-            case .rev: r[rd] = sf ? r[rn].byteSwapped : UInt64(UInt32(truncatingIfNeeded: r[rn]).byteSwapped)
+                let x = r[Int(op.pointee.rn)].byteSwapped
+                r[Int(op.pointee.rd)] = (x >> 32) | (x << 32)
+            case .rev: r[Int(op.pointee.rd)] = (op.pointee.size != 0) ? r[Int(op.pointee.rn)].byteSwapped : UInt64(UInt32(truncatingIfNeeded: r[Int(op.pointee.rn)]).byteSwapped)
             case .clz:
-                r[rd] = sf ? UInt64(r[rn].leadingZeroBitCount) : UInt64(UInt32(truncatingIfNeeded: r[rn]).leadingZeroBitCount)
-            case .cls: r[rd] = ALU.countLeadingSign(r[rn], sf: sf)
+                r[Int(op.pointee.rd)] = (op.pointee.size != 0) ? UInt64(r[Int(op.pointee.rn)].leadingZeroBitCount) : UInt64(UInt32(truncatingIfNeeded: r[Int(op.pointee.rn)]).leadingZeroBitCount)
+            case .cls: r[Int(op.pointee.rd)] = ALU.countLeadingSign(r[Int(op.pointee.rn)], sf: op.pointee.size != 0)
             case .udiv:
-                let x = ALU.width(r[rn], sf: sf), y = ALU.width(r[rm], sf: sf)
-                r[rd] = y == 0 ? 0 : x / y
+                let x = ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0), y = ALU.width(r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
+                r[Int(op.pointee.rd)] = y == 0 ? 0 : x / y
             case .sdiv:
-                if sf {
-                    let x = Int64(bitPattern: r[rn]), y = Int64(bitPattern: r[rm])
-                    r[rd] = y == 0 ? 0 : UInt64(bitPattern: x.dividedReportingOverflow(by: y).partialValue)
+                if op.pointee.size != 0 {
+                    let x = Int64(bitPattern: r[Int(op.pointee.rn)]), y = Int64(bitPattern: r[Int(op.pointee.rm)])
+                    r[Int(op.pointee.rd)] = y == 0 ? 0 : UInt64(bitPattern: x.dividedReportingOverflow(by: y).partialValue)
                 } else {
-                    let x = Int32(truncatingIfNeeded: r[rn]), y = Int32(truncatingIfNeeded: r[rm])
-                    r[rd] = y == 0 ? 0 : UInt64(UInt32(bitPattern: x.dividedReportingOverflow(by: y).partialValue))
+                    let x = Int32(truncatingIfNeeded: r[Int(op.pointee.rn)]), y = Int32(truncatingIfNeeded: r[Int(op.pointee.rm)])
+                    r[Int(op.pointee.rd)] = y == 0 ? 0 : UInt64(UInt32(bitPattern: x.dividedReportingOverflow(by: y).partialValue))
                 }
-            case .lslv: r[rd] = ALU.shift(r[rn], type: 0, amount: UInt8(r[rm] & (sf ? 63 : 31)), sf: sf)
-            case .lsrv: r[rd] = ALU.shift(r[rn], type: 1, amount: UInt8(r[rm] & (sf ? 63 : 31)), sf: sf)
-            case .asrv: r[rd] = ALU.shift(r[rn], type: 2, amount: UInt8(r[rm] & (sf ? 63 : 31)), sf: sf)
-            case .rorv: r[rd] = ALU.shift(r[rn], type: 3, amount: UInt8(r[rm] & (sf ? 63 : 31)), sf: sf)
+            case .lslv: r[Int(op.pointee.rd)] = ALU.shift(r[Int(op.pointee.rn)], type: 0, amount: UInt8(r[Int(op.pointee.rm)] & ((op.pointee.size != 0) ? 63 : 31)), sf: op.pointee.size != 0)
+            case .lsrv: r[Int(op.pointee.rd)] = ALU.shift(r[Int(op.pointee.rn)], type: 1, amount: UInt8(r[Int(op.pointee.rm)] & ((op.pointee.size != 0) ? 63 : 31)), sf: op.pointee.size != 0)
+            case .asrv: r[Int(op.pointee.rd)] = ALU.shift(r[Int(op.pointee.rn)], type: 2, amount: UInt8(r[Int(op.pointee.rm)] & ((op.pointee.size != 0) ? 63 : 31)), sf: op.pointee.size != 0)
+            case .rorv: r[Int(op.pointee.rd)] = ALU.shift(r[Int(op.pointee.rn)], type: 3, amount: UInt8(r[Int(op.pointee.rm)] & ((op.pointee.size != 0) ? 63 : 31)), sf: op.pointee.size != 0)
             case .crc32:
-                r[rd] = UInt64(ALU.crc32(UInt32(truncatingIfNeeded: r[rn]), r[rm], bytes: 1 << Int(op.size), castagnoli: op.a == 1))
-            case .madd: r[rd] = ALU.width(r[Int(op.ra)] &+ r[rn] &* r[rm], sf: sf)
-            case .msub: r[rd] = ALU.width(r[Int(op.ra)] &- r[rn] &* r[rm], sf: sf)
+                r[Int(op.pointee.rd)] = UInt64(ALU.crc32(UInt32(truncatingIfNeeded: r[Int(op.pointee.rn)]), r[Int(op.pointee.rm)], bytes: 1 << Int(op.pointee.size), castagnoli: op.pointee.a == 1))
+            case .madd: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.ra)] &+ r[Int(op.pointee.rn)] &* r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
+            case .msub: r[Int(op.pointee.rd)] = ALU.width(r[Int(op.pointee.ra)] &- r[Int(op.pointee.rn)] &* r[Int(op.pointee.rm)], sf: op.pointee.size != 0)
             case .smaddl, .smsubl:
-                let p = Int64(Int32(truncatingIfNeeded: r[rn])) &* Int64(Int32(truncatingIfNeeded: r[rm]))
-                r[rd] = op.kind == .smaddl ? r[Int(op.ra)] &+ UInt64(bitPattern: p) : r[Int(op.ra)] &- UInt64(bitPattern: p)
+                let p = Int64(Int32(truncatingIfNeeded: r[Int(op.pointee.rn)])) &* Int64(Int32(truncatingIfNeeded: r[Int(op.pointee.rm)]))
+                r[Int(op.pointee.rd)] = op.pointee.kind == .smaddl ? r[Int(op.pointee.ra)] &+ UInt64(bitPattern: p) : r[Int(op.pointee.ra)] &- UInt64(bitPattern: p)
             case .umaddl, .umsubl:
-                let p = (r[rn] & 0xFFFF_FFFF) &* (r[rm] & 0xFFFF_FFFF)
-                r[rd] = op.kind == .umaddl ? r[Int(op.ra)] &+ p : r[Int(op.ra)] &- p
-            case .smulh: r[rd] = UInt64(bitPattern: Int64(bitPattern: r[rn]).multipliedFullWidth(by: Int64(bitPattern: r[rm])).high)
-            case .umulh: r[rd] = r[rn].multipliedFullWidth(by: r[rm]).high
+                let p = (r[Int(op.pointee.rn)] & 0xFFFF_FFFF) &* (r[Int(op.pointee.rm)] & 0xFFFF_FFFF)
+                r[Int(op.pointee.rd)] = op.pointee.kind == .umaddl ? r[Int(op.pointee.ra)] &+ p : r[Int(op.pointee.ra)] &- p
+            case .smulh: r[Int(op.pointee.rd)] = UInt64(bitPattern: Int64(bitPattern: r[Int(op.pointee.rn)]).multipliedFullWidth(by: Int64(bitPattern: r[Int(op.pointee.rm)])).high)
+            case .umulh: r[Int(op.pointee.rd)] = r[Int(op.pointee.rn)].multipliedFullWidth(by: r[Int(op.pointee.rm)]).high
 
             // MARK: Branches
             case .b, .bl, .bcond, .cbz, .cbnz, .tbz, .tbnz, .br, .blr, .ret:
                 var target: UInt64
-                switch op.kind {
-                case .b: target = pc &+ op.imm
+                switch op.pointee.kind {
+                case .b: target = pc &+ op.pointee.imm
                 case .bl:
                     r[30] = pc &+ 4
-                    target = pc &+ op.imm
-                case .bcond: target = Condition.holds(op.a, s.pointee.nzcv) ? pc &+ op.imm : pc &+ 4
-                case .cbz: target = ALU.width(r[rn], sf: sf) == 0 ? pc &+ op.imm : pc &+ 4
-                case .cbnz: target = ALU.width(r[rn], sf: sf) != 0 ? pc &+ op.imm : pc &+ 4
-                case .tbz: target = (r[rn] >> UInt64(op.a)) & 1 == 0 ? pc &+ op.imm : pc &+ 4
-                case .tbnz: target = (r[rn] >> UInt64(op.a)) & 1 != 0 ? pc &+ op.imm : pc &+ 4
+                    target = pc &+ op.pointee.imm
+                case .bcond: target = Condition.holds(op.pointee.a, s.pointee.nzcv) ? pc &+ op.pointee.imm : pc &+ 4
+                case .cbz: target = ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0) == 0 ? pc &+ op.pointee.imm : pc &+ 4
+                case .cbnz: target = ALU.width(r[Int(op.pointee.rn)], sf: op.pointee.size != 0) != 0 ? pc &+ op.pointee.imm : pc &+ 4
+                case .tbz: target = (r[Int(op.pointee.rn)] >> UInt64(op.pointee.a)) & 1 == 0 ? pc &+ op.pointee.imm : pc &+ 4
+                case .tbnz: target = (r[Int(op.pointee.rn)] >> UInt64(op.pointee.a)) & 1 != 0 ? pc &+ op.pointee.imm : pc &+ 4
                 case .blr:
-                    target = r[rn]
+                    target = r[Int(op.pointee.rn)]
                     r[30] = pc &+ 4
-                default: target = r[rn]  // BR, RET
+                default: target = r[Int(op.pointee.rn)]  // BR, RET
                 }
                 if target != pc &+ 4, attention.load(ordering: .relaxed) != 0 {
                     let (next, exit) = attentionPoint(target)
@@ -271,7 +271,7 @@ extension AArch64CPU {
 
             // MARK: Exceptions and system
             case .svc:
-                if let exit = takeException(Syndrome(ec: Syndrome.Class.svc, iss: UInt32(op.imm)), far: nil, returnAddress: pc &+ 4) {
+                if let exit = takeException(Syndrome(ec: Syndrome.Class.svc, iss: UInt32(op.pointee.imm)), far: nil, returnAddress: pc &+ 4) {
                     s.pointee.pc = pc
                     return exit
                 }
@@ -279,7 +279,7 @@ extension AArch64CPU {
                 el0 = false
                 continue
             case .brk:
-                if let exit = takeException(Syndrome(ec: Syndrome.Class.brk, iss: UInt32(op.imm)), far: nil, returnAddress: pc) {
+                if let exit = takeException(Syndrome(ec: Syndrome.Class.brk, iss: UInt32(op.pointee.imm)), far: nil, returnAddress: pc) {
                     s.pointee.pc = pc
                     return exit
                 }
@@ -294,28 +294,28 @@ extension AArch64CPU {
                     continue
                 }
                 s.pointee.pc = pc &+ 4
-                return op.kind == .hvc ? .hypercall(imm: UInt16(op.imm)) : .secureMonitorCall(imm: UInt16(op.imm))
+                return op.pointee.kind == .hvc ? .hypercall(imm: UInt16(op.pointee.imm)) : .secureMonitorCall(imm: UInt16(op.pointee.imm))
             case .wfi, .wfe:
                 s.pointee.pc = pc &+ 4
-                return .waitForInterrupt(isWFE: op.kind == .wfe)
+                return .waitForInterrupt(isWFE: op.pointee.kind == .wfe)
             case .nop, .sev, .prefetch: break
             case .clrex: s.pointee.exclusiveValid = false
             case .dmb, .dsb:
-                switch op.a & 3 {
+                switch op.pointee.a & 3 {
                 case 1: pvm_fence_acquire()
                 case 2: pvm_fence_release()
                 default: pvm_fence()
                 }
             case .isb: page = 1  // the next fetch sees SCTLR / TTBR / TCR changes
             case .ldrX, .ldrW, .strX, .strW:
-                let va = r[rn] &+ op.imm
-                let bytes = op.kind == .ldrX || op.kind == .strX ? 8 : 4
-                let store = op.kind == .strX || op.kind == .strW
+                let va = r[Int(op.pointee.rn)] &+ op.pointee.imm
+                let bytes = op.pointee.kind == .ldrX || op.pointee.kind == .strX ? 8 : 4
+                let store = op.pointee.kind == .strX || op.pointee.kind == .strW
                 if let p = fastPointer(va, bytes, store ? .write : .read, el0: el0, asid: asid) {
-                    if store { Self.write(p, bytes, r[rd]) } else { r[rd] = Self.read(p, bytes) }
+                    if store { Self.write(p, bytes, r[Int(op.pointee.rd)]) } else { r[Int(op.pointee.rd)] = Self.read(p, bytes) }
                 } else if store {
-                    guard self.store(va, bytes, r[rd]) else {
-                        if let exit = deliverDataFault(op, pc: pc, value: r[rd]) { s.pointee.pc = pc; return exit }
+                    guard self.store(va, bytes, r[Int(op.pointee.rd)]) else {
+                        if let exit = deliverDataFault(op.pointee, pc: pc, value: r[Int(op.pointee.rd)]) { s.pointee.pc = pc; return exit }
                         pc = s.pointee.pc
                         el0 = false
                         page = 1
@@ -323,28 +323,30 @@ extension AArch64CPU {
                     }
                 } else {
                     guard let v = load(va, bytes) else {
-                        if let exit = deliverDataFault(op, pc: pc) { s.pointee.pc = pc; return exit }
+                        if let exit = deliverDataFault(op.pointee, pc: pc) { s.pointee.pc = pc; return exit }
                         pc = s.pointee.pc
                         el0 = false
                         page = 1
                         continue
                     }
-                    r[rd] = v
+                    r[Int(op.pointee.rd)] = v
                 }
+            case .load where fastLoadStore(op, el0: el0, asid: asid), .store where fastLoadStore(op, el0: el0, asid: asid):
+                break
             default:
                 // Everything else runs out of line.
                 let step: Step
-                switch op.kind {
-                case .mrs, .msr, .msrImm, .sys: step = executeSystem(op, pc: pc)
+                switch op.pointee.kind {
+                case .mrs, .msr, .msrImm, .sys: step = executeSystem(op.pointee, pc: pc)
                 case .load, .store, .loadPair, .storePair, .loadLiteral, .loadExclusive, .storeExclusive,
                      .loadExclusivePair, .storeExclusivePair, .loadAcquire, .storeRelease, .cas, .casp, .atomic, .swp:
-                    step = executeLoadStore(op, pc: pc)
+                    step = executeLoadStore(op.pointee, pc: pc)
                 default:
-                    step = fpEnabled ? executeSIMD(op, pc: pc) : .fpTrapped
+                    step = fpEnabled ? executeSIMD(op.pointee, pc: pc) : .fpTrapped
                 }
                 switch step {
                 case .next:
-                    if op.kind == .msr || op.kind == .msrImm {
+                    if op.pointee.kind == .msr || op.pointee.kind == .msrImm {
                         el0 = s.pointee.el == 0
                         asid = currentASID
                         if attention.load(ordering: .relaxed) != 0 {
@@ -363,8 +365,8 @@ extension AArch64CPU {
                     asid = currentASID
                     continue
                 case .fault:
-                    let value = op.kind == .store ? r[rd] : 0
-                    if let exit = deliverDataFault(op, pc: pc, value: value, cacheMaintenance: false) {
+                    let value = op.pointee.kind == .store ? r[Int(op.pointee.rd)] : 0
+                    if let exit = deliverDataFault(op.pointee, pc: pc, value: value, cacheMaintenance: false) {
                         s.pointee.pc = pc
                         return exit
                     }
@@ -388,6 +390,33 @@ extension AArch64CPU {
         }
         s.pointee.pc = pc
         return .budgetExhausted
+    }
+
+    /// A single-register load or store in any addressing mode but the unprivileged one, when
+    /// the TLB has the page: done in line. False sends it out of line (a miss, a page
+    /// crossing, an alignment check), which redoes it from the start.
+    @inline(__always)
+    func fastLoadStore(_ op: UnsafeMutablePointer<Op>, el0: Bool, asid: UInt32) -> Bool {
+        let mode = op.pointee.a
+        guard mode & AddressingMode.unprivileged == 0 else { return false }
+        let r = registers
+        let base = r[Int(op.pointee.rn)]
+        let va: UInt64
+        switch mode {
+        case AddressingMode.postIndex: va = base
+        case AddressingMode.register: va = base &+ ALU.extend(r[Int(op.pointee.rm)], option: op.pointee.b, amount: op.pointee.c)
+        default: va = base &+ op.pointee.imm
+        }
+        let bytes = 1 << Int(op.pointee.size)
+        let store = op.pointee.kind == .store
+        guard let p = fastPointer(va, bytes, store ? .write : .read, el0: el0, asid: asid) else { return false }
+        if store {
+            Self.write(p, bytes, r[Int(op.pointee.rd)])
+        } else {
+            r[Int(op.pointee.rd)] = Self.widen(Self.read(p, bytes), size: op.pointee.size, ext: op.pointee.ra)
+        }
+        if mode == AddressingMode.preIndex || mode == AddressingMode.postIndex { r[Int(op.pointee.rn)] = base &+ op.pointee.imm }
+        return true
     }
 
     /// At an instruction boundary with something pending from another thread: a TLB flush, a

@@ -1,3 +1,5 @@
+import CAArch64
+
 /// The integer arithmetic of the A64 data-processing instructions, as the Arm ARM pseudocode
 /// defines it (J1, shared/functions): AddWithCarry and its flags, ShiftReg, ExtendReg, the
 /// bit counts and CRC32. `sf` false means a 32-bit operation: operands are the low words,
@@ -87,26 +89,9 @@ enum ALU {
     }
 
     /// The CRC32 / CRC32C step over the low `bytes` of `data` (Arm ARM C6.2.80: bit-reflected,
-    /// polynomial 0x04C11DB7 or 0x1EDC6F41, no final inversion).
+    /// polynomial 0x04C11DB7 or 0x1EDC6F41, no final inversion), by slicing-by-8 tables.
+    @inline(__always)
     static func crc32(_ crc: UInt32, _ data: UInt64, bytes: Int, castagnoli: Bool) -> UInt32 {
-        let table = castagnoli ? crc32cTable : crc32Table
-        var c = crc
-        var d = data
-        for _ in 0 ..< bytes {
-            c = table[Int((c ^ UInt32(d & 0xFF)) & 0xFF)] ^ (c >> 8)
-            d >>= 8
-        }
-        return c
-    }
-
-    static let crc32Table = makeCRCTable(0xEDB8_8320)
-    static let crc32cTable = makeCRCTable(0x82F6_3B78)
-
-    private static func makeCRCTable(_ reflectedPolynomial: UInt32) -> [UInt32] {
-        (0 ..< 256).map { i -> UInt32 in
-            var c = UInt32(i)
-            for _ in 0 ..< 8 { c = c & 1 != 0 ? (c >> 1) ^ reflectedPolynomial : c >> 1 }
-            return c
-        }
+        pvm_crc32(crc, data, Int32(bytes), castagnoli ? 1 : 0)
     }
 }

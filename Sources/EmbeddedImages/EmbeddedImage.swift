@@ -28,6 +28,10 @@ public enum EmbeddedImage: String, CaseIterable, Sendable {
         }
     }
 
+    /// The EL2 stand-in `pvm bench interp` runs pvm's AArch64 firmware and bench image on under
+    /// qemu-system-aarch64 (Bench/qemu-el2-stub): not a guest, a reference to compare against.
+    public static var qemuEL2Stub: [UInt8] { Base64.decode(EmbeddedImageData.qemuEL2Stub) }
+
     /// The guest images (not the firmware), by name.
     public static var guests: [EmbeddedImage] { allCases.filter { $0 != .firmware } }
 }

@@ -112,4 +112,6 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
     }
 
     var programCounter: UInt64? { cpu.pc }
+
+    var instructionsRetired: UInt64? { cpu.instructionsRetired }
 }

@@ -69,6 +69,12 @@ public protocol GuestVCPU: AnyObject, Sendable {
     func faultContext() -> FaultContext
     /// The program counter, when the backend can read it.
     var programCounter: UInt64? { get }
+    /// Instructions this vCPU has retired, when the backend counts them (the interpreter).
+    var instructionsRetired: UInt64? { get }
+}
+
+extension GuestVCPU {
+    public var instructionsRetired: UInt64? { nil }
 }
 
 /// The guest architectures pvm runs.

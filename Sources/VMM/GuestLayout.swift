@@ -58,4 +58,7 @@ public enum GuestLayout {
     public static let benchModeMask: UInt64 = 0xff
     public static let benchModeVersion: UInt64 = 0
     public static let benchModeShare: UInt64 = 1
+    public static let benchModeInteger: UInt64 = 2
+    public static let benchModeCRC32: UInt64 = 3
+    public static let benchModeSort: UInt64 = 4
 }

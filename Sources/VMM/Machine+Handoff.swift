@@ -1,9 +1,21 @@
+import Crypto
 import EL2
 
 /// What the VMM tells the firmware at boot: the boot configuration page on x86-64
 /// (docs/abi.md, "Boot configuration"), a flattened device tree on AArch64 (docs/abi.md,
 /// "AArch64 device tree"), as crosvm writes one for a protected VM.
 extension Machine {
+    /// The handoff bytes this machine writes at `layout.handoff` (the boot configuration or the
+    /// device tree), for running the same firmware and payload elsewhere (`pvm bench interp`
+    /// under QEMU).
+    public var handoffBytes: [UInt8] {
+        let digest = Array(SHA256.hash(data: configuration.payload))
+        switch layout.architecture {
+        case .x86_64: return bootConfiguration(payloadSize: configuration.payload.count, digest: digest)
+        case .aarch64: return deviceTree(payloadSize: configuration.payload.count, digest: digest)
+        }
+    }
+
     /// The boot configuration page (docs/abi.md).
     func bootConfiguration(payloadSize: Int, digest: [UInt8]) -> [UInt8] {
         var c = [UInt8](repeating: 0, count: GuestLayout.configBytes)

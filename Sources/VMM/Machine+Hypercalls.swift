@@ -30,7 +30,8 @@ extension Machine {
         let began = trace == nil ? 0 : monotonicNanoseconds()
         counters.withLock { $0.hypercalls += 1 }
         if arguments.functionID == SMCCCFunction.psciVersion.rawValue {
-            markers.withLock { if $0.count < Self.markerLimit { $0.append(elapsed) } }
+            let instructions = vcpu.instructionsRetired
+            markers.withLock { if $0.count < Self.markerLimit { $0.append((elapsed, instructions)) } }
         }
         let call = hypervisor.guestHypercall(vm: handle, vcpu: index, arguments)
         if let t = call.transition { record(t) }

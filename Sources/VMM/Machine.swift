@@ -72,8 +72,9 @@ public final class Machine: @unchecked Sendable {
         var relinquished: Set<UInt64> = []
     }
     let guestPages = Mutex(GuestPages())
-    /// Timestamps of the guest's PSCI_VERSION calls (the bench guest's markers).
-    let markers = Mutex<[UInt64]>([])
+    /// The guest's PSCI_VERSION calls (the bench guest's markers): when, and the calling
+    /// vCPU's instruction count if the backend keeps one.
+    let markers = Mutex<[(time: UInt64, instructions: UInt64?)]>([])
     static let markerLimit = 1024
 
     /// Builds the machine on `backend`: memory, EL2, the EL2 VM, the backend's VM and vCPUs;
@@ -275,5 +276,9 @@ public final class Machine: @unchecked Sendable {
 
     /// The guest's PSCI_VERSION timestamps (ns since machine creation): the bench guest brackets
     /// its timed loop with them.
-    public var markerTimes: [UInt64] { markers.withLock { $0 } }
+    public var markerTimes: [UInt64] { markers.withLock { $0.map(\.time) } }
+
+    /// The calling vCPU's retired-instruction count at each marker (nil entries on backends
+    /// that do not count).
+    public var markerInstructions: [UInt64?] { markers.withLock { $0.map(\.instructions) } }
 }

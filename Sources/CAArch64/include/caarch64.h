@@ -60,4 +60,9 @@ static inline void pvm_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 static inline void pvm_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void pvm_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 
+/* CRC32 (polynomial 0x04C11DB7) and CRC32C (0x1EDC6F41) over the low `bytes` (1, 2, 4, 8) of
+ * `data`, bit-reflected with no inversion: the A64 CRC32* / CRC32C* instructions (Arm ARM
+ * C6.2.80). Slicing-by-8 tables (crc.c), so a doubleword costs one pass, not 64 shifts. */
+uint32_t pvm_crc32(uint32_t crc, uint64_t data, int bytes, int castagnoli);
+
 #endif
