@@ -73,7 +73,7 @@ let package = Package(
         ),
         .testTarget(name: "EL2Tests", dependencies: ["EL2", "HostMemory"]),
         .testTarget(name: "AArch64Tests", dependencies: ["AArch64"]),
-        .testTarget(name: "InterpBackendTests", dependencies: ["InterpBackend", "VMM", "EL2", "EmbeddedImages", "Tracing"]),
+        .testTarget(name: "InterpBackendTests", dependencies: ["InterpBackend", "ScriptedBackend", "VMM", "EL2", "EmbeddedImages", "Tracing"]),
         .testTarget(name: "ModelScriptTests", dependencies: ["ModelScript", "EL2"]),
         .testTarget(name: "FuzzingTests", dependencies: ["Fuzzing", "ModelScript", "EL2"]),
         .testTarget(name: "PVMCommandTests", dependencies: ["pvm"]),

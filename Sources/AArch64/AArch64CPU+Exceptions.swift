@@ -150,6 +150,14 @@ extension AArch64CPU {
         }
     }
 
+    /// Injects a synchronous external abort on the data access of the instruction at the PC
+    /// (DFSC 0b010000), as KVM's `kvm_inject_sea_dabt` does for an access it cannot emulate.
+    /// False when the guest has no vector table to take it (the caller stops the vCPU).
+    public func injectExternalDataAbort(far: UInt64) -> Bool {
+        let ec = state.pointee.el == 0 ? Syndrome.Class.dataAbortLower : Syndrome.Class.dataAbortSame
+        return takeException(Syndrome(ec: ec, iss: UInt32(FaultStatus.synchronousExternal)), far: far, returnAddress: pc) == nil
+    }
+
     /// The Undefined Instruction exception for the instruction at `pc`.
     func undefinedInstruction(pc: UInt64) -> CPUExit? {
         takeException(Syndrome(ec: Syndrome.Class.unknown, iss: 0), far: nil, returnAddress: pc)

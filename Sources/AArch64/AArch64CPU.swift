@@ -56,6 +56,8 @@ public final class AArch64CPU: @unchecked Sendable {
         /// Derived from instructions retired (deterministic mode): `instructionsPerTick`
         /// instructions per counter tick.
         case instructions(perTick: UInt64)
+        /// Counter ticks from elsewhere (a deterministic machine's clock, shared by its vCPUs).
+        case external(@Sendable () -> UInt64)
     }
 
     public init(memory: PhysicalWindow, affinity: UInt64 = 0) {
@@ -206,6 +208,8 @@ public final class AArch64CPU: @unchecked Sendable {
             return ns / (1_000_000_000 / Self.counterFrequency)
         case let .instructions(perTick):
             return state.pointee.instructions / max(perTick, 1)
+        case let .external(ticks):
+            return ticks()
         }
     }
 

@@ -57,6 +57,14 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
     public func bootStructures(memory: UInt64) -> [(gpa: UInt64, bytes: [UInt8])] { [] }
     public var bootStructurePages: Range<UInt64> { 0 ..< 0 }
     public var failure: String? { nil }
+
+    /// The machine's clock in instructions becomes every vCPU's CNTVCT_EL0: one instruction a
+    /// nanosecond, so CNTFRQ_EL0's 62.5 MHz is one tick per 16 instructions.
+    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool {
+        let perTick = 1_000_000_000 / AArch64CPU.counterFrequency
+        shootdown.forEachCPU { $0.counter = .external { clock() / perTick } }
+        return true
+    }
 }
 
 /// EL2's stage-2 TLB invalidations, made good on every vCPU of the guest: each CPU is asked to
@@ -69,6 +77,8 @@ final class TLBShootdown: EL2EventSink, @unchecked Sendable {
     private let cpus = Mutex<[AArch64CPU]>([])
 
     func add(_ cpu: AArch64CPU) { cpus.withLock { $0.append(cpu) } }
+
+    func forEachCPU(_ body: (AArch64CPU) -> Void) { for cpu in cpus.withLock({ $0 }) { body(cpu) } }
 
     func invalidate(_ request: TLBInvalidation) {
         guard request.vmid == vmid else { return }

@@ -32,9 +32,11 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
         if stack != 0 { cpu.sp = stack }
     }
 
-    func run() -> GuestExit {
+    func run() -> GuestExit { run(budget: Self.quantum) }
+
+    func run(budget: Int) -> GuestExit {
         lastFault = nil
-        switch cpu.run(budget: Self.quantum) {
+        switch cpu.run(budget: budget) {
         case .hypercall, .secureMonitorCall:
             return .hypercall
         case let .stage2Abort(fault):
@@ -114,4 +116,10 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
     var programCounter: UInt64? { cpu.pc }
 
     var instructionsRetired: UInt64? { cpu.instructionsRetired }
+
+    func injectExternalDataAbort() -> Bool {
+        guard let fault = lastFault else { return false }
+        lastFault = nil
+        return cpu.injectExternalDataAbort(far: fault.far)
+    }
 }

@@ -31,6 +31,18 @@ public final class EventTrace: Sendable {
     public let start: UInt64
     private let state = Mutex(State())
     public let path: String
+    /// Where event times come from instead of CLOCK_MONOTONIC, when set: a deterministic run's
+    /// virtual clock (nanoseconds), so the same run writes the same trace byte for byte.
+    private let virtualClock = Mutex<(@Sendable () -> UInt64)?>(nil)
+
+    /// Takes event times from `clock` from now on.
+    public func useClock(_ clock: @escaping @Sendable () -> UInt64) { virtualClock.withLock { $0 = clock } }
+
+    /// Nanoseconds since the trace was opened, by its clock.
+    public var now: UInt64 {
+        if let clock = virtualClock.withLock({ $0 }) { return clock() }
+        return monotonicNanoseconds() &- start
+    }
 
     /// Creates (or truncates) `path`.
     public init(path: String) throws(OpenError) {
@@ -44,7 +56,7 @@ public final class EventTrace: Sendable {
     deinit { _ = close(fd) }
 
     public func record(_ event: TraceEvent) {
-        let line = TraceEncoder.line(event, time: monotonicNanoseconds() &- start)
+        let line = TraceEncoder.line(event, time: now)
         state.withLock { s in
             s.buffer.append(contentsOf: line.utf8)
             s.buffer.append(0x0a)

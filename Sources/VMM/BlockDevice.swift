@@ -50,6 +50,8 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
 
     let registers = Mutex(Registers())
     private let cancelled = Atomic<Bool>(false)
+    /// In a deterministic run: the transfer thread moves one chunk per grant of the scheduler.
+    private let stepper: ChunkStepper?
     let engine: DMAEngine
     let hypervisor: Hypervisor
     let ramBase: UInt64
@@ -59,7 +61,9 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
     let pagingDomain: IOMMUDomainID?
     let trace: EventTrace?
 
-    init(hypervisor: Hypervisor, ramBase: UInt64, guestMemory: Range<UInt64>, pagingDomain: IOMMUDomainID?, trace: EventTrace?) {
+    init(hypervisor: Hypervisor, ramBase: UInt64, guestMemory: Range<UInt64>, pagingDomain: IOMMUDomainID?, trace: EventTrace?,
+         deterministic: Bool = false) {
+        stepper = deterministic ? ChunkStepper() : nil
         self.hypervisor = hypervisor
         self.ramBase = ramBase
         self.guestMemory = guestMemory
@@ -118,8 +122,11 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
         previous?.join()
         // Only this path creates threads, and only while the device is busy, so at most one
         // backend thread exists at a time.
+        stepper?.begin()
         let thread = try? ThreadHandle.spawn { [self] in
+            if stepper?.waitForGrant(cancelled) == false { stepper?.end(); return }
             transfer(sector: sector, address: address, length: length, chunk: chunk, delay: delay)
+            stepper?.end()
         }.get()
         registers.withLock { r in
             if let thread { r.thread = thread } else { r.status = .rejected }
@@ -148,6 +155,7 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
             for i in 0 ..< piece.count { piece[i] = GuestLayout.blockByte(base + UInt64(offset + i)) }
         }, between: { [self] done in
             registers.withLock { $0.done = UInt64(done) }
+            if let stepper { return stepper.waitForGrant(cancelled) }
             if delay > 0 { usleep(UInt32(delay)) }
             return !cancelled.load(ordering: .relaxed)
         })
@@ -160,10 +168,58 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
         }
     }
 
+    /// A transfer is waiting for the deterministic scheduler's next grant.
+    var hasPendingChunk: Bool { stepper?.active.load(ordering: .acquiring) ?? false }
+
+    /// Lets the transfer move one chunk (or start, or finish) and waits until it has.
+    func stepOneChunk() { stepper?.step() }
+
+    /// Grants chunks until no transfer is in flight.
+    func stepUntilIdle() { while hasPendingChunk { stepOneChunk() } }
+
     /// Abandons a transfer in flight and waits for the backend thread (teardown).
     func stop() {
         cancelled.store(true, ordering: .relaxed)
         let thread = registers.withLock { r -> ThreadHandle? in defer { r.thread = nil }; return r.thread }
         thread?.join()
+    }
+}
+
+/// The handshake that makes the block device's transfer thread deterministic: the thread waits
+/// for a grant before its first chunk and between chunks; the scheduler grants one and waits
+/// until the chunk is done. Only one side runs at a time, so the order of the transfer's
+/// writes against the vCPUs' instructions is the scheduler's, drawn from its seed.
+final class ChunkStepper: Sendable {
+    let active = Atomic<Bool>(false)
+    private let grants = Atomic<Int>(0)
+    private let taken = Atomic<Int>(0)
+    private let completed = Atomic<Int>(0)
+
+    /// A transfer was started (before its thread exists).
+    func begin() { active.store(true, ordering: .releasing) }
+
+    /// The transfer thread: the previous chunk is done; wait for the next grant. False when
+    /// the device was stopped meanwhile.
+    func waitForGrant(_ cancelled: borrowing Atomic<Bool>) -> Bool {
+        let mine = taken.load(ordering: .relaxed)
+        completed.store(mine, ordering: .releasing)
+        while grants.load(ordering: .acquiring) == mine {
+            if cancelled.load(ordering: .relaxed) { return false }
+            sched_yield()
+        }
+        taken.store(mine + 1, ordering: .relaxed)
+        return true
+    }
+
+    /// The transfer thread is finished.
+    func end() {
+        completed.store(taken.load(ordering: .relaxed), ordering: .releasing)
+        active.store(false, ordering: .releasing)
+    }
+
+    /// The scheduler: one grant, then wait for it to be used up.
+    func step() {
+        let granted = grants.add(1, ordering: .acquiringAndReleasing).newValue
+        while active.load(ordering: .acquiring), completed.load(ordering: .acquiring) < granted { sched_yield() }
     }
 }

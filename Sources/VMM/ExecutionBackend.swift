@@ -39,6 +39,13 @@ public protocol ExecutionBackend: AnyObject, Sendable {
     var bootStructurePages: Range<UInt64> { get }
     /// Why the backend can no longer follow EL2 (an mprotect failed), if it cannot.
     var failure: String? { get }
+    /// Switches the guest's clock to `clock` (instructions retired by the whole machine) for a
+    /// deterministic run; false when the backend cannot run deterministically (KVM).
+    func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool
+}
+
+extension ExecutionBackend {
+    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool { false }
 }
 
 /// One vCPU of a backend. `run()` and everything but `kick()` are called from the vCPU's own
@@ -52,6 +59,9 @@ public protocol GuestVCPU: AnyObject, Sendable {
     func powerOn(entry: UInt64, arguments: [UInt64], stack: UInt64) throws(VMMError)
     /// Runs the guest until the next exit.
     func run() -> GuestExit
+    /// Runs at most about `budget` instructions (deterministic scheduling); a backend that
+    /// cannot count instructions runs to the next exit.
+    func run(budget: Int) -> GuestExit
     /// The SMCCC registers of the hypercall that just exited: x0 (function ID) to x3.
     var hypercallArguments: SMCCCRegisters { get }
     /// Writes x0..x3 for the guest to read when it resumes after the hypercall.
@@ -71,10 +81,15 @@ public protocol GuestVCPU: AnyObject, Sendable {
     var programCounter: UInt64? { get }
     /// Instructions this vCPU has retired, when the backend counts them (the interpreter).
     var instructionsRetired: UInt64? { get }
+    /// Makes the guest take a synchronous external abort on the access that just exited (arm64:
+    /// `kvm_inject_sea_dabt`). False when the backend cannot, or the guest has nowhere to take it.
+    func injectExternalDataAbort() -> Bool
 }
 
 extension GuestVCPU {
+    public func run(budget: Int) -> GuestExit { run() }
     public var instructionsRetired: UInt64? { nil }
+    public func injectExternalDataAbort() -> Bool { false }
 }
 
 /// The guest architectures pvm runs.

@@ -36,8 +36,22 @@ extension Machine {
                                       reason: "MMIO access the MMIO guard does not allow (not MMIO_GUARD_MAPped)")
         }
         guard abort.resume == .complete, abort.access == .read || abort.access == .write else {
+            // ESR_EL2.ISV = 0 (a pair, a writeback form, SIMD): the syndrome does not say what to
+            // emulate. pKVM's host may not look into a protected guest to decode it, so it injects
+            // a synchronous external abort into the guest (io_mem_abort: kvm_inject_sea_dabt);
+            // for a non-protected guest KVM would exit KVM_EXIT_ARM_NISV, which pvm's VMM does not
+            // decode. Either way the access does not happen.
+            if configuration.isProtected, abort.syndrome != nil, vcpu.injectExternalDataAbort() {
+                trace?.record(.fault(FaultRecord(source: .vcpu(vm: handle, index: index), gpa: abort.ipa, access: abort.access,
+                                                 size: abort.size, action: .refused,
+                                                 reason: "MMIO with ESR_EL2.ISV = 0: external abort injected (kvm_inject_sea_dabt)",
+                                                 ownership: PageOwnership(page: nil, owner: .notRAM), syndrome: abort.syndrome)))
+                return true
+            }
             return stopForDeviceFault(vcpu: index, abort,
-                                      reason: "MMIO access the backend could not decode (ESR_EL2.ISV = 0)")
+                                      reason: "MMIO access without a valid syndrome (ESR_EL2.ISV = 0): "
+                                        + (configuration.isProtected ? "the guest has no vector table for the injected abort"
+                                            : "KVM would exit KVM_EXIT_ARM_NISV, which pvm's VMM does not decode"))
         }
         if abort.access == .write {
             device.write(offset: offset, size: abort.size, value: abort.value)

@@ -27,7 +27,7 @@ extension Machine {
     func handleHypercall(vcpu index: Int) -> HypercallOutcome {
         let vcpu = vcpus[index]
         let arguments = vcpu.hypercallArguments
-        let began = trace == nil ? 0 : monotonicNanoseconds()
+        let began = trace == nil ? 0 : elapsed
         counters.withLock { $0.hypercalls += 1 }
         if arguments.functionID == SMCCCFunction.psciVersion.rawValue {
             let instructions = vcpu.instructionsRetired
@@ -92,7 +92,7 @@ extension Machine {
                 name: SMCCCFunction(rawValue: arguments.functionID)?.name ?? "UNKNOWN",
                 arguments: (arguments.x1, arguments.x2, arguments.x3),
                 results: results.map { ($0.x0, $0.x1, $0.x2, $0.x3) } ?? (0, 0, 0, 0),
-                duration: monotonicNanoseconds() &- began)))
+                duration: elapsed &- began)))
         }
         if let failure = sink.failure ?? backend.failure {
             fail(.mirror(failure))

@@ -19,6 +19,9 @@ extension Machine {
         let arguments = layout.architecture == .aarch64 ? [layout.handoff, layout.payloadStaging.lowerBound, stagedPayloadSize]
             : [layout.handoff]
         try vcpus[0].powerOn(entry: firmwareEntry, arguments: arguments, stack: layout.firmwareStack)
+        if case let .deterministic(seed) = configuration.scheduling {
+            return try runDeterministic(seed: seed)
+        }
         try startThread(vcpu: 0)
         trace?.record(.power(vcpu: 0, event: "start"))
         // Join every vCPU thread, including those CPU_ON starts while we wait: a thread is
@@ -72,8 +75,16 @@ extension Machine {
         do { try trace?.flush() } catch { throw .io(operation: "write trace file \(error.path)", errno: error.errno) }
     }
 
-    /// Starts a thread running vCPU `index` (its registers already set).
+    /// Starts a thread running vCPU `index` (its registers already set); in a deterministic run
+    /// the scheduler's loop picks it up instead.
     func startThread(vcpu index: Int) throws(VMMError) {
+        if case .deterministic = configuration.scheduling {
+            runState.withLock { $0.power[index] = true }
+            do { try hypervisor.loadVCPU(vm: handle, vcpu: index) } catch {
+                throw .hypervisor(operation: "vcpu_load", error: error)
+            }
+            return
+        }
         let result = runState.withLock { state -> Result<Void, ThreadError> in
             switch ThreadHandle.spawn({ [self] in vcpuLoop(index) }) {
             case let .success(thread):
@@ -117,39 +128,44 @@ extension Machine {
             finish(index, exits: 0)
             return
         }
-        loop: while !stopRequested.load(ordering: .acquiring) {
-            let exit = vcpu.run()
+        while !stopRequested.load(ordering: .acquiring) {
             exits += 1
-            switch exit {
-            case .hypercall:
-                switch handleHypercall(vcpu: index) {
-                case .resume: continue
-                case .vcpuOff: break loop
-                case let .stop(outcome):
-                    stop(outcome)
-                    break loop
-                }
-            case let .stage2Abort(abort):
-                if !handleAbort(vcpu: index, abort) { break loop }
-            case .interrupted:
-                continue
-            case .halt:
-                trace?.record(.power(vcpu: index, event: "halt"))
-                break loop
-            case let .fatal(fatal):
-                if let record = fatal.record { trace?.record(.fault(record)) }
-                stop(.faulted(FaultReport(vcpu: index, gpa: fatal.gpa, access: fatal.access, rip: fatal.programCounter,
-                                          reason: fatal.reason, pageState: fatal.gpa.flatMap { pageDescription($0) },
-                                          record: fatal.record)))
-                break loop
-            }
+            if !handleExit(vcpu.run(), vcpu: index) { break }
         }
         hypervisor.putVCPU(vm: handle, vcpu: index)
         finish(index, exits: exits)
     }
 
+    /// What the core does with one exit of vCPU `index`; false when the vCPU ends (CPU_OFF,
+    /// HLT, a stop).
+    func handleExit(_ exit: GuestExit, vcpu index: Int) -> Bool {
+        switch exit {
+        case .hypercall:
+            switch handleHypercall(vcpu: index) {
+            case .resume: return true
+            case .vcpuOff: return false
+            case let .stop(outcome):
+                stop(outcome)
+                return false
+            }
+        case let .stage2Abort(abort):
+            return handleAbort(vcpu: index, abort)
+        case .interrupted:
+            return true
+        case .halt:
+            trace?.record(.power(vcpu: index, event: "halt"))
+            return false
+        case let .fatal(fatal):
+            if let record = fatal.record { trace?.record(.fault(record)) }
+            stop(.faulted(FaultReport(vcpu: index, gpa: fatal.gpa, access: fatal.access, rip: fatal.programCounter,
+                                      reason: fatal.reason, pageState: fatal.gpa.flatMap { pageDescription($0) },
+                                      record: fatal.record)))
+            return false
+        }
+    }
+
     /// Marks vCPU `index` off; the machine stops when no vCPU is left on.
-    private func finish(_ index: Int, exits: Int) {
+    func finish(_ index: Int, exits: Int) {
         counters.withLock { $0.exits += exits }
         let anyOn = runState.withLock { state -> Bool in
             state.power[index] = false

@@ -75,6 +75,8 @@ public final class Machine: @unchecked Sendable {
     /// The guest's PSCI_VERSION calls (the bench guest's markers): when, and the calling
     /// vCPU's instruction count if the backend keeps one.
     let markers = Mutex<[(time: UInt64, instructions: UInt64?)]>([])
+    /// A deterministic run's clock (unused otherwise).
+    let virtualClock = VirtualClock()
     static let markerLimit = 1024
 
     /// Builds the machine on `backend`: memory, EL2, the EL2 VM, the backend's VM and vCPUs;
@@ -85,6 +87,11 @@ public final class Machine: @unchecked Sendable {
         self.backend = backend
         trace = configuration.trace
         try configuration.validate(maxVCPUs: backend.maxVCPUs)
+        if case .deterministic = configuration.scheduling {
+            // Every event, from EL2's boot on, at virtual time: 0 until a vCPU has run.
+            let clock = virtualClock
+            trace?.useClock { clock.now }
+        }
         let layout = MachineLayout(architecture: backend.architecture, ram: configuration.memory)
         self.layout = layout
 
@@ -158,6 +165,13 @@ public final class Machine: @unchecked Sendable {
         try topUpMemcache()
         try load(firmware: firmware)
         try checkBackend()
+        if case .deterministic = configuration.scheduling {
+            virtualClock.vcpus.withLock { $0 = vcpus }
+            let clock = virtualClock
+            guard backend.useVirtualClock({ clock.now }) else {
+                throw .configuration(.deterministic(backend: backend.name))
+            }
+        }
     }
 
     // MARK: Devices
@@ -197,7 +211,8 @@ public final class Machine: @unchecked Sendable {
         let guestEngine = DMAEngine(name: "guest-dma", stream: Self.guestDMAStream, hypervisor: hypervisor, trace: trace)
         guestDMA = guestEngine
         let block = BlockDevice(hypervisor: hypervisor, ramBase: ramBase, guestMemory: layout.memory,
-                                pagingDomain: mode == .refcount ? Self.hostPagingDomain : nil, trace: trace)
+                                pagingDomain: mode == .refcount ? Self.hostPagingDomain : nil, trace: trace,
+                                deterministic: configuration.scheduling != .threads)
         blockDevice = block
         devices.add(block, at: layout.block)
         devices.add(GuestDMADevice(engine: guestEngine), at: layout.dma)
@@ -266,7 +281,15 @@ public final class Machine: @unchecked Sendable {
     }
 
     /// Nanoseconds since the machine was created.
-    var elapsed: UInt64 { monotonicNanoseconds() - start }
+    /// Nanoseconds since the machine was created; in a deterministic run, the virtual clock
+    /// (instructions retired by every vCPU, one a nanosecond).
+    var elapsed: UInt64 {
+        if case .deterministic = configuration.scheduling { return virtualNanoseconds }
+        return monotonicNanoseconds() - start
+    }
+
+    /// The deterministic run's clock: instructions retired by all vCPUs.
+    var virtualNanoseconds: UInt64 { virtualClock.now }
 
     /// The counters so far.
     public var statistics: MachineCounters { counters.withLock { $0 } }

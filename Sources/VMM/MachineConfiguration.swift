@@ -30,6 +30,18 @@ public struct MachineConfiguration: Sendable {
     public var trace: EventTrace?
     /// Receives what the guest prints on its console.
     public var console: @Sendable ([UInt8]) -> Void = { _ in }
+    /// How vCPUs share the host's CPUs.
+    public var scheduling: Scheduling = .threads
+
+    /// One host thread per vCPU, or all vCPUs interleaved on one thread in an order a seed
+    /// picks (docs/vmm.md, "Deterministic scheduling").
+    public enum Scheduling: Sendable, Equatable {
+        case threads
+        /// vCPUs run in turns of a few hundred to a few thousand instructions, the next vCPU
+        /// and the turn's length drawn from `seed`; time is the instruction count (1 ns per
+        /// instruction), so the same image, flags and seed give the same run and the same trace.
+        case deterministic(seed: UInt64)
+    }
 
     public init(firmware: [UInt8], payload: [UInt8]) {
         self.firmware = firmware

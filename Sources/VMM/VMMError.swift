@@ -34,6 +34,8 @@ public enum VMMError: Error, CustomStringConvertible {
         case vcpus(Int, maximum: Int)
         /// The host's page pool cannot hold the VM structures.
         case hostPoolExhausted
+        /// Deterministic scheduling needs a backend that counts instructions.
+        case deterministic(backend: String)
 
         public var description: String {
             switch self {
@@ -41,6 +43,8 @@ public enum VMMError: Error, CustomStringConvertible {
                 "--memory must be a multiple of 2 MiB between 32 MiB and 3 GiB (got \(bytes) bytes)"
             case let .vcpus(n, maximum): "--vcpus must be between 1 and \(maximum) (got \(n))"
             case .hostPoolExhausted: "the host pool is too small for the VM structures"
+            case let .deterministic(backend):
+                "deterministic scheduling needs the interpreter (--backend interp); the \(backend) backend cannot count instructions"
             }
         }
     }

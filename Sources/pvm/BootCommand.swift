@@ -42,10 +42,9 @@ struct BootCommand: ParsableCommand {
 
     func run() throws {
         let wallStart = monotonicNanoseconds()
-        var configuration = try guest.configuration(image: image, command: "boot")
+        var (configuration, backend) = try guest.machine(image: image, command: "boot")
         configuration.tamperPayload = tamperPayload
         configuration.console = { bytes in bytes.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) } }
-        let backend = try guest.backend(command: "boot")
         let signals = SignalWatcher()
         do {
             if let trace {

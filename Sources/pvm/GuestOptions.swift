@@ -4,6 +4,7 @@ import Glibc
 #endif
 import EL2
 import EmbeddedImages
+import InterpBackend
 import KVMBackend
 import ModelScript
 import Tracing
@@ -32,6 +33,12 @@ struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("SMMU design: mirror (the host's DMA domain follows its stage-2), refcount (DMA mappings block conversions) or none (no SMMU, no DMA devices).", valueName: "MODE"))
     var iommuMode: String = "mirror"
 
+    @Option(name: .long, help: ArgumentHelp("What runs the guest: kvm (x86-64 images on /dev/kvm) or interp (AArch64 images on pvm's interpreter, any host). Default: from the image's ELF machine; for a built-in image, kvm where /dev/kvm works, else interp.", valueName: "BACKEND"))
+    var backend: String?
+
+    @Option(name: .long, help: ArgumentHelp("Run every vCPU on one host thread, in turns whose order and length SEED picks, with time counted in instructions: the same image, flags and seed give the same run and the same trace, byte for byte (interpreter only).", valueName: "SEED"))
+    var deterministic: UInt64?
+
     /// Checks every flag; a ValidationError names the bad one.
     func check() throws {
         _ = try memoryBytes()
@@ -39,6 +46,23 @@ struct GuestOptions: ParsableArguments {
         guard NumberParser.unsigned(Substring(arg)) != nil else { throw ValidationError("--arg '\(arg)' is not a number") }
         _ = try iommu()
         _ = try explicitProfile()
+        _ = try explicitBackend()
+    }
+
+    /// The two backends `pvm boot` can run a guest on.
+    enum BackendKind: String, CaseIterable {
+        case kvm, interp
+
+        var architecture: GuestArchitecture { self == .kvm ? .x86_64 : .aarch64 }
+    }
+
+    /// `--backend`, when given.
+    func explicitBackend() throws -> BackendKind? {
+        guard let backend else { return nil }
+        guard let kind = BackendKind(rawValue: backend) else {
+            throw ValidationError("--backend '\(backend)' must be kvm or interp")
+        }
+        return kind
     }
 
     func iommu() throws -> IOMMUMode? { try parseIOMMUMode(iommuMode) }
@@ -62,11 +86,20 @@ struct GuestOptions: ParsableArguments {
         return size
     }
 
-    /// The machine these options describe, booting `image` (a file or a built-in name). Errors
-    /// reading images are printed as "pvm COMMAND: …" and exit 2.
-    func configuration(image: String, command: String) throws -> MachineConfiguration {
-        let (payload, payloadName) = try loadImage(image, command: command)
-        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes, payload: payload)
+    /// The machine these options describe, booting `image` (a file or a built-in name), and the
+    /// backend to run it on: `--backend`, else the one the image's ELF machine needs, else (a
+    /// built-in image, which exists for both architectures) KVM where it works and the
+    /// interpreter everywhere else. Errors are printed as "pvm COMMAND: …" and exit 2.
+    func machine(image: String, command: String) throws -> (MachineConfiguration, any ExecutionBackend) {
+        let kind = try chooseBackend(image: image, command: command)
+        let architecture = kind.architecture
+        let (payload, payloadName) = try loadImage(image, architecture: architecture, command: command)
+        if let found = Self.elfMachine(payload), found != architecture {
+            throw fatal(command, "\(payloadName) is an \(found) image; the \(kind) backend runs \(architecture) images"
+                        + (found == .aarch64 ? " (use --backend interp)" : " (use --backend kvm)"))
+        }
+        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: architecture.rawValue),
+                                                 payload: payload)
         if let firmware {
             configuration.firmware = try readImageFile(firmware, what: "firmware", command: command)
             configuration.firmwareName = firmware
@@ -77,14 +110,59 @@ struct GuestOptions: ParsableArguments {
         configuration.isProtected = !nonProtected
         configuration.payloadArgument = NumberParser.unsigned(Substring(arg))!
         configuration.iommuMode = try iommu()
-        configuration.profile = try profile(for: payload, name: payloadName, command: command)
-        return configuration
+        configuration.profile = try profile(for: payload, name: payloadName, architecture: architecture, command: command)
+        if let deterministic {
+            guard kind == .interp else {
+                throw fatal(command, "--deterministic needs the interpreter (--backend interp): KVM cannot count instructions")
+            }
+            configuration.scheduling = .deterministic(seed: deterministic)
+        }
+        return (configuration, try makeBackend(kind, command: command))
     }
 
+    /// `--backend`; else the ELF machine of an image file; else KVM if it works here, else the
+    /// interpreter.
+    private func chooseBackend(image: String, command: String) throws -> BackendKind {
+        if let explicit = try explicitBackend() { return explicit }
+        if deterministic != nil, !isFile(image) { return .interp }
+        if isFile(image) {
+            let bytes = try readImageFile(image, what: "image", command: command)
+            switch Self.elfMachine(bytes) {
+            case .aarch64: return .interp
+            case .x86_64: return .kvm
+            case nil: break  // ELFImage says what is wrong with it
+            }
+        }
+        return KVMBackend.unavailableReason() == nil ? .kvm : .interp
+    }
+
+    /// The architecture an ELF file's e_machine names, if it is one pvm runs.
+    static func elfMachine(_ bytes: [UInt8]) -> GuestArchitecture? {
+        guard bytes.count >= 20, bytes[0 ..< 4] == [0x7F, 0x45, 0x4C, 0x46] else { return nil }
+        switch UInt16(bytes[18]) | UInt16(bytes[19]) << 8 {
+        case 62: return .x86_64
+        case 183: return .aarch64
+        default: return nil
+        }
+    }
+
+    private func makeBackend(_ kind: BackendKind, command: String) throws -> any ExecutionBackend {
+        switch kind {
+        case .interp: return InterpBackend()
+        case .kvm:
+            do { return try KVMBackend() } catch {
+                throw fatal(command, "\(error)" + (KVMBackend.unavailableReason().map { " (\($0))" } ?? "")
+                            + "; --backend interp runs the AArch64 build of the built-in images on any host")
+            }
+        }
+    }
+
+    private func isFile(_ image: String) -> Bool { image.contains("/") || access(image, F_OK) == 0 }
+
     /// `--pkvm-abi`, else the profile the image's note asks for, else mainline.
-    private func profile(for payload: [UInt8], name: String, command: String) throws -> PKVMProfile {
+    private func profile(for payload: [UInt8], name: String, architecture: GuestArchitecture, command: String) throws -> PKVMProfile {
         if let explicit = try explicitProfile() { return explicit }
-        let wanted = (try? ELFImage(bytes: payload, name: name, window: 0 ..< .max, machine: .x86_64))?.requiredProfile
+        let wanted = (try? ELFImage(bytes: payload, name: name, window: 0 ..< .max, machine: architecture))?.requiredProfile
         guard let wanted else { return .mainline }
         guard let profile = PKVMProfile(rawValue: wanted) else {
             throw fatal(command, "\(name) asks for pKVM profile '\(wanted)', which pvm does not have (mainline, android)")
@@ -93,12 +171,12 @@ struct GuestOptions: ParsableArguments {
     }
 
     /// The payload's bytes and a name for messages: a file, or a built-in image.
-    private func loadImage(_ image: String, command: String) throws -> ([UInt8], String) {
-        if !image.contains("/"), access(image, F_OK) != 0 {
+    private func loadImage(_ image: String, architecture: GuestArchitecture, command: String) throws -> ([UInt8], String) {
+        if !isFile(image) {
             guard let builtIn = EmbeddedImage(rawValue: image), builtIn != .firmware else {
                 throw fatal(command, "no image '\(image)': not a file, and not a built-in image (\(EmbeddedImage.guests.map(\.rawValue).joined(separator: ", ")))")
             }
-            return (builtIn.bytes, image)
+            return (builtIn.bytes(for: architecture.rawValue), image)
         }
         return (try readImageFile(image, what: "image", command: command), image)
     }
@@ -118,12 +196,6 @@ struct GuestOptions: ParsableArguments {
     /// Largest image or firmware file pvm reads: the payload staging area is 15 MiB.
     static let imageLimit = 16 << 20
 
-    /// The backend that runs these guests: KVM (x86-64 images).
-    func backend(command: String) throws -> any ExecutionBackend {
-        do { return try KVMBackend() } catch {
-            throw fatal(command, "\(error)" + (KVMBackend.unavailableReason().map { " (\($0))" } ?? ""))
-        }
-    }
 }
 
 /// Prints "pvm COMMAND: message" and gives exit status 2.

@@ -113,9 +113,8 @@ struct InspectCommand: ParsableCommand {
     }
 
     private func guestSnapshot() throws -> InspectionSnapshot {
-        var configuration = try guest.configuration(image: image, command: "inspect")
+        var (configuration, backend) = try guest.machine(image: image, command: "inspect")
         configuration.console = { _ in }
-        let backend = try guest.backend(command: "inspect")
         do { return try capture(configuration, backend: backend) } catch { throw fatal("inspect", "\(error)") }
     }
 
