@@ -54,12 +54,7 @@ extension Machine {
             finish(index, exits: exits[index])
         }
         blockDevice?.stepUntilIdle()
-        if let failure = vmmFailure.withLock({ $0 }) { throw failure }
-        try checkBackend()
-        try flushTrace()
-        return runState.withLock { $0.outcome } ?? .faulted(FaultReport(
-            vcpu: 0, gpa: nil, access: "-", rip: nil,
-            reason: "every vCPU stopped (CPU_OFF or HLT) without PSCI SYSTEM_OFF", pageState: nil))
+        return try endOfRun()
     }
 }
 

@@ -29,6 +29,12 @@ extension Machine {
         while let thread = runState.withLock({ $0.joinable.isEmpty ? nil : $0.joinable.removeFirst() }) {
             thread.join()
         }
+        return try endOfRun()
+    }
+
+    /// After the last vCPU stopped: a VMM failure, a backend that lost EL2, the trace written
+    /// out, then how the run ended.
+    func endOfRun() throws(VMMError) -> RunOutcome {
         if let failure = vmmFailure.withLock({ $0 }) { throw failure }
         try checkBackend()
         try flushTrace()
