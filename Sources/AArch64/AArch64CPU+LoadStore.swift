@@ -25,7 +25,7 @@ extension AArch64CPU {
     }
 
     /// A loaded value widened as `ext` says (`LoadExtension`).
-    @inline(__always) static func widen(_ value: UInt64, size: UInt8, ext: UInt8) -> UInt64 {
+    @_transparent static func widen(_ value: UInt64, size: UInt8, ext: UInt8) -> UInt64 {
         switch ext {
         case LoadExtension.signTo64: return ALU.signExtend(value, bits: 8 << size)
         case LoadExtension.signTo32: return ALU.signExtend(value, bits: 8 << size) & 0xFFFF_FFFF

@@ -4,7 +4,7 @@
 extension AArch64CPU {
     /// The host address of `size` bytes at `va` for `access`, from the TLB alone: nil on a miss,
     /// a page crossing or an access the slow path must check for alignment.
-    @inline(__always)
+    @_transparent
     func fastPointer(_ va: UInt64, _ size: Int, _ access: AccessKind, el0: Bool, asid: UInt32, alignment: Int = 0)
         -> UnsafeMutableRawPointer? {
         let e = tlb.slot(TLB.set(el0: el0, access), va)
@@ -99,7 +99,7 @@ extension AArch64CPU {
         return crossing ? storeSplit(va, size, value, unprivileged: unprivileged) : false
     }
 
-    @inline(__always) static func read(_ p: UnsafeMutableRawPointer, _ size: Int) -> UInt64 {
+    @_transparent static func read(_ p: UnsafeMutableRawPointer, _ size: Int) -> UInt64 {
         switch size {
         case 1: return UInt64(p.load(as: UInt8.self))
         case 2: return UInt64(UInt16(littleEndian: p.loadUnaligned(as: UInt16.self)))
@@ -108,7 +108,7 @@ extension AArch64CPU {
         }
     }
 
-    @inline(__always) static func write(_ p: UnsafeMutableRawPointer, _ size: Int, _ value: UInt64) {
+    @_transparent static func write(_ p: UnsafeMutableRawPointer, _ size: Int, _ value: UInt64) {
         switch size {
         case 1: p.storeBytes(of: UInt8(truncatingIfNeeded: value), as: UInt8.self)
         case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: value).littleEndian, as: UInt16.self)

@@ -395,7 +395,7 @@ extension AArch64CPU {
     /// A single-register load or store in any addressing mode but the unprivileged one, when
     /// the TLB has the page: done in line. False sends it out of line (a miss, a page
     /// crossing, an alignment check), which redoes it from the start.
-    @inline(__always)
+    @_transparent
     func fastLoadStore(_ op: UnsafeMutablePointer<Op>, el0: Bool, asid: UInt32) -> Bool {
         let mode = op.pointee.a
         guard mode & AddressingMode.unprivileged == 0 else { return false }
@@ -436,7 +436,7 @@ extension AArch64CPU {
     }
 
     /// The host address of the page holding `pc`, from the instruction TLB or a walk.
-    @inline(__always)
+    @_transparent
     func fetchPage(_ pc: UInt64, el0: Bool, asid: UInt32) -> UnsafeMutableRawPointer? {
         if let p = tlb.lookup(TLB.set(el0: el0, .execute), pc, asid: asid) { return p - Int(pc & 0xFFF) }
         guard pc & 3 == 0 else { return nil }

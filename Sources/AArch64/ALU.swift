@@ -4,13 +4,16 @@ import CAArch64
 /// defines it (J1, shared/functions): AddWithCarry and its flags, ShiftReg, ExtendReg, the
 /// bit counts and CRC32. `sf` false means a 32-bit operation: operands are the low words,
 /// results are zero-extended.
+///
+/// The helpers are `@_transparent`: the executor's switch is large enough that the optimizer
+/// would otherwise call them out of line (measured: a call per ADDS or shifted operand).
 enum ALU {
-    @inline(__always) static func flags(n: Bool, z: Bool, c: Bool, v: Bool) -> UInt32 {
+    @_transparent static func flags(n: Bool, z: Bool, c: Bool, v: Bool) -> UInt32 {
         (n ? 1 << 31 : 0) | (z ? 1 << 30 : 0) | (c ? 1 << 29 : 0) | (v ? 1 << 28 : 0)
     }
 
     /// `AddWithCarry(x, y, carry_in)`: the sum and NZCV.
-    @inline(__always)
+    @_transparent
     static func addWithCarry(_ x: UInt64, _ y: UInt64, _ carry: Bool, sf: Bool) -> (UInt64, UInt32) {
         if sf {
             let (s1, o1) = x.addingReportingOverflow(y)
@@ -26,15 +29,15 @@ enum ALU {
     }
 
     /// N and Z of a logical result, C and V cleared.
-    @inline(__always) static func logicFlags(_ r: UInt64, sf: Bool) -> UInt32 {
+    @_transparent static func logicFlags(_ r: UInt64, sf: Bool) -> UInt32 {
         sf ? flags(n: r >> 63 != 0, z: r == 0, c: false, v: false)
             : flags(n: r >> 31 & 1 != 0, z: r & 0xFFFF_FFFF == 0, c: false, v: false)
     }
 
-    @inline(__always) static func width(_ value: UInt64, sf: Bool) -> UInt64 { sf ? value : value & 0xFFFF_FFFF }
+    @_transparent static func width(_ value: UInt64, sf: Bool) -> UInt64 { sf ? value : value & 0xFFFF_FFFF }
 
     /// `ShiftReg`: LSL, LSR, ASR, ROR by `amount` (< the register width).
-    @inline(__always)
+    @_transparent
     static func shift(_ value: UInt64, type: UInt8, amount: UInt8, sf: Bool) -> UInt64 {
         let a = UInt64(amount)
         if sf {
@@ -55,7 +58,7 @@ enum ALU {
     }
 
     /// `ExtendReg`: UXTB..SXTX of `value`, then shifted left by `amount` (0 to 4).
-    @inline(__always)
+    @_transparent
     static func extend(_ value: UInt64, option: UInt8, amount: UInt8) -> UInt64 {
         let v: UInt64
         switch option {
@@ -72,10 +75,10 @@ enum ALU {
     }
 
     /// Ones in the low `n` bits (n = 0 ... 64).
-    @inline(__always) static func ones(_ n: UInt8) -> UInt64 { n >= 64 ? ~0 : (1 << UInt64(n)) - 1 }
+    @_transparent static func ones(_ n: UInt8) -> UInt64 { n >= 64 ? ~0 : (1 << UInt64(n)) - 1 }
 
     /// Sign-extends the low `bits` of `value` (1 ... 64).
-    @inline(__always) static func signExtend(_ value: UInt64, bits: UInt8) -> UInt64 {
+    @_transparent static func signExtend(_ value: UInt64, bits: UInt8) -> UInt64 {
         guard bits < 64 else { return value }
         let shift = 64 - UInt64(bits)
         return UInt64(bitPattern: Int64(bitPattern: value << shift) >> Int64(shift))

@@ -30,7 +30,7 @@ public enum RegisterFile {
 /// A64 condition codes (Arm ARM C1.2.4), evaluated against PSTATE.NZCV.
 enum Condition {
     /// `ConditionHolds(cond)` with NZCV in bits 31..28 of `nzcv`.
-    @inline(__always)
+    @_transparent
     static func holds(_ cond: UInt8, _ nzcv: UInt32) -> Bool {
         let n = nzcv & (1 << 31) != 0, z = nzcv & (1 << 30) != 0
         let c = nzcv & (1 << 29) != 0, v = nzcv & (1 << 28) != 0

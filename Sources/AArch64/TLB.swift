@@ -33,15 +33,24 @@ struct TLB {
         entries.deallocate()
     }
 
-    @inline(__always) static func set(el0: Bool, _ access: AccessKind) -> Int { (el0 ? 0 : 3) + Int(access.rawValue) }
+    @_transparent static func set(el0: Bool, _ access: AccessKind) -> Int {
+        // A switch, not `rawValue`: the enum's raw-value getter is not inlined into the executor.
+        let kind: Int
+        switch access {
+        case .read: kind = 0
+        case .write: kind = 1
+        case .execute: kind = 2
+        }
+        return (el0 ? 0 : 3) + kind
+    }
 
     /// The entry `va` would use in `set`.
-    @inline(__always) func slot(_ set: Int, _ va: UInt64) -> UnsafeMutablePointer<TLBEntry> {
+    @_transparent func slot(_ set: Int, _ va: UInt64) -> UnsafeMutablePointer<TLBEntry> {
         entries + set * Self.setSize + Int((va >> 12) & UInt64(Self.setSize - 1))
     }
 
     /// The host address of `va` if `set` holds its page under `asid`.
-    @inline(__always) func lookup(_ set: Int, _ va: UInt64, asid: UInt32) -> UnsafeMutableRawPointer? {
+    @_transparent func lookup(_ set: Int, _ va: UInt64, asid: UInt32) -> UnsafeMutableRawPointer? {
         let e = slot(set, va)
         guard e.pointee.page == va & ~0xFFF, e.pointee.asid == asid || e.pointee.asid == Self.global else { return nil }
         return e.pointee.host.unsafelyUnwrapped + Int(va & 0xFFF)
