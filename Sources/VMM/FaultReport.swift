@@ -42,7 +42,15 @@ public struct FaultReport: Sendable, Equatable, CustomStringConvertible {
         } else {
             text += "\n  access: \(access)"
         }
-        if let rip { text += "\n  rip:     \(hex(rip))" }
+        if let rip {
+            // An AArch64 guest's fault carries a syndrome (or an aarch64 instruction): call it pc.
+            let arm = record?.syndrome != nil || record?.instruction?.architecture == "aarch64"
+            text += arm ? "\n  pc:      \(hex(rip))" : "\n  rip:     \(hex(rip))"
+        }
+        if let syndrome = record?.syndrome {
+            let fields = syndrome.decoded.hasPrefix("ESR ") ? String(syndrome.decoded.dropFirst(4)) : syndrome.decoded
+            text += "\n  esr:     \(fields); FAR \(hex(syndrome.far)), HPFAR \(hex(syndrome.hpfar))"
+        }
         if let insn = record?.instruction {
             text += "\n  insn:    \(insn.text)  [\(insn.byteString)] (\(insn.architecture), Capstone)"
             if !insn.registers.isEmpty {
