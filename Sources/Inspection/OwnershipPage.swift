@@ -1,9 +1,12 @@
 import EL2
 
 /// Renders an `InspectionSnapshot` as one self-contained HTML page (no network, no external
-/// file): the machine, a legend, an overview with one cell per 2 MiB region, a zoomed view with
+/// file): the machine, a search box for a PFN or a GFN, the marked pages, the legend, an
+/// overview with one cell per 2 MiB region (bars showing each region's mix), a zoomed view with
 /// one cell per page of the region you click, the runs of pages by owner, and every stage-2
-/// table as a tree of levels. The page is also well-formed XML, so tools can parse it.
+/// table as a tree of levels. Every page's tooltip (and the line under the zoomed view when you
+/// find or click one) says everything the SVG's does. The page is also well-formed XML, so
+/// tools can parse it.
 public struct OwnershipPage: Sendable {
     public let snapshot: InspectionSnapshot
 
@@ -19,15 +22,29 @@ public struct OwnershipPage: Sendable {
         o += "EL2 carveout PFN [\(hex(map.carveout.lowerBound.rawValue)), \(hex(map.carveout.upperBound.rawValue))); "
         o += "SMMU: \(map.iommuMode.map { "\($0)" } ?? "none"); VMs: "
         o += map.vms.isEmpty ? "none" : xmlEscaped(map.vms.map { "\($0.handle) (vmid \($0.vmid.rawValue)\($0.isProtected ? ", protected" : ""))" }.joined(separator: ", "))
-        o += "</p>\n<div class=\"legend\">"
-        for c in legend {
-            o += "<span><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"12\" height=\"12\"><rect class=\"\(c.cssClass)\" width=\"12\" height=\"12\"/></svg> \(xmlEscaped(c.label(map)))</span>\n"
+        o += "</p>\n<form id=\"find\" class=\"find\"><label>Find a page: <input id=\"query\" type=\"search\" size=\"22\" "
+        o += "placeholder=\"PFN 0x80010, PA 0x80010000 or gfn 0x10\"/></label> <button type=\"submit\">Find</button> "
+        o += "<span id=\"found\" class=\"hint\"></span></form>\n"
+        let marks = snapshot.highlightIndices
+        if !marks.isEmpty {
+            o += "<ul id=\"marked\" class=\"marked\">\n"
+            for m in marks {
+                let pfn = map.pfn(at: m.index).rawValue
+                o += "<li><a href=\"#zoom-title\" data-page=\"\(m.index)\">PFN \(hex(pfn))</a>: \(xmlEscaped(m.reason)) "
+                o += "<span class=\"hint\">(\(xmlEscaped(snapshot.details(page: m.index))))</span></li>\n"
+            }
+            o += "</ul>\n"
         }
-        o += "<span><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"12\" height=\"12\"><circle class=\"dma\" cx=\"6\" cy=\"6\" r=\"3\"/></svg> mapped by an SMMU domain</span></div>\n"
+        o += "<div class=\"legend\">"
+        for c in legend {
+            o += "<span><span class=\"swatch \(c.cssClass)\"></span>\(xmlEscaped(c.label(map)))</span>\n"
+        }
+        o += "<span><span class=\"swatch dot\"></span>mapped by an SMMU domain</span></div>\n"
         o += "<h2>Overview: one cell per 2 MiB region</h2>\n<p class=\"hint\">Click a region to see its pages below. "
-        o += "A dark border marks a region holding more than one kind of page.</p>\n<div id=\"overview\">\n"
-        o += OwnershipPicture(snapshot, granularity: .region).svg(standalone: false)
-        o += "</div>\n<h2 id=\"zoom-title\">Pages</h2>\n<p id=\"zoom-info\" class=\"hint\">Hover a page for its owner and states.</p>\n"
+        o += "A region holding several kinds of page shows a bar for each, as wide as its share (at least a pixel), "
+        o += "and a dark border. Runs of identical rows are folded into a band.</p>\n<div id=\"overview\">\n"
+        o += OwnershipPicture(snapshot, granularity: .region, columns: 32, cell: 16).svg(standalone: false, chrome: false)
+        o += "</div>\n<h2 id=\"zoom-title\">Pages</h2>\n<p id=\"zoom-info\" class=\"hint\">Hover a page for its owner and states; click it to keep them here.</p>\n"
         o += "<div id=\"zoom\"></div>\n"
         o += "<h2>Runs of pages</h2>\n<table class=\"runs\"><tr><th>physical range</th><th>pages</th><th>owner and state</th></tr>\n"
         let runs = snapshot.runs
@@ -43,7 +60,9 @@ public struct OwnershipPage: Sendable {
         return o
     }
 
-    /// The page data the zoomed view draws from: a category code and a DMA mark per page.
+    /// The data the page's script draws from: a category code and a DMA mark per page, the
+    /// regions, the legend's labels, every page's details as runs of identical text (a
+    /// dictionary of distinct texts and `[first, count, text]` triples), and the marked pages.
     private func data(_ legend: [PageCategory]) -> String {
         let map = snapshot.map
         var o = "const PVM={cats:\""
@@ -54,7 +73,28 @@ public struct OwnershipPage: Sendable {
         o += map.regions.map { "[\($0.base.rawValue >> pageShift),\($0.pageCount)]" }.joined(separator: ",")
         o += "],labels:{"
         o += legend.map { "\"\($0.code)\":\(JSONString.quote($0.label(map)))" }.joined(separator: ",")
-        o += "},regionPages:\(InspectionSnapshot.regionPages)};\n"
+        o += "},regionPages:\(InspectionSnapshot.regionPages),"
+        var texts: [String: Int] = [:], dictionary: [String] = [], runs: [Int] = []
+        var gfns: [String] = []
+        for i in map.pages.indices {
+            let text = snapshot.details(page: i)
+            let id: Int
+            if let known = texts[text] { id = known } else {
+                id = dictionary.count
+                texts[text] = id
+                dictionary.append(text)
+            }
+            if runs.count >= 3, runs[runs.count - 1] == id, runs[runs.count - 3] + runs[runs.count - 2] == i {
+                runs[runs.count - 2] += 1
+            } else {
+                runs += [i, 1, id]
+            }
+            if let gfn = map.pages[i].gfn { gfns.append("[\(gfn.rawValue),\(i)]") }
+        }
+        o += "details:[" + dictionary.map(JSONString.quote).joined(separator: ",") + "],"
+        o += "runs:[" + runs.map(String.init).joined(separator: ",") + "],"
+        o += "gfns:[" + gfns.joined(separator: ",") + "],"
+        o += "marked:[" + snapshot.highlightIndices.map { "[\($0.index),\(JSONString.quote($0.reason))]" }.joined(separator: ",") + "]};\n"
         return o
     }
 
@@ -62,51 +102,18 @@ public struct OwnershipPage: Sendable {
         body{font-family:system-ui,sans-serif;margin:16px;color:#222}
         h1{font-size:18px}h2{font-size:15px;margin-top:22px}
         .hint{color:#666;font-size:12px}
-        .legend span{display:inline-block;margin:2px 12px 2px 0;font-size:12px}
-        .legend svg{vertical-align:middle}
-        #overview rect.region{cursor:pointer}
-        #overview rect.selected{stroke:#e00;stroke-width:2}
+        .legend>span{display:inline-block;margin:2px 12px 2px 0;font-size:12px}
+        form.find{margin:8px 0}ul.marked{font-size:13px;color:#a00}ul.marked a{color:#a00;font-weight:bold}
+        #overview g.region{cursor:pointer}
+        #overview g.selected rect.frame{stroke:#e00;stroke-width:2.5}
+        #zoom rect.found{stroke:#e00;stroke-width:3}
         table.runs{border-collapse:collapse;font-family:monospace;font-size:12px}
         table.runs td,table.runs th{border:1px solid #ccc;padding:1px 6px;text-align:left}
-        .swatch{display:inline-block;width:10px;height:10px;margin-right:6px}
-        span.c-h,span.c-s,span.c-y,span.c-f,span.c-x,span.c-t,span.c-p,span.c-m,span.c-u{border:1px solid #999}
+        .swatch{display:inline-block;width:10px;height:10px;margin-right:6px;vertical-align:middle;border:1px solid #999}
+        .swatch.dot{background:radial-gradient(circle,#111 30%,transparent 35%)}
         ul.tree,ul.tree ul{list-style:none;padding-left:18px;font-family:monospace;font-size:12px;margin:0}
         details.stage2>summary{font-family:monospace;font-size:12px;font-weight:bold}
         li.annotation{color:#a05000}li.leaf{color:#14602e}
-
-        """
-
-    /// Draws the zoomed region from PVM.cats as SVG cells, with the same classes as the
-    /// overview, and wires the overview's cells to it.
-    static let script = """
-        (function(){
-        var NS="http://www.w3.org/2000/svg",COLS=32,CELL=14;
-        function pfnOf(i){var r=PVM.regions;for(var k=0;k!==r.length;k++){if(i-r[k][1]>=0){i-=r[k][1];}else{return r[k][0]+i;}}return 0;}
-        function hex(n){return "0x"+n.toString(16);}
-        function show(region){
-          var first=region*PVM.regionPages,last=Math.min(first+PVM.regionPages,PVM.cats.length);
-          var svg=document.createElementNS(NS,"svg"),rows=Math.ceil((last-first)/COLS);
-          svg.setAttribute("width",COLS*CELL+4);svg.setAttribute("height",rows*CELL+4);
-          for(var i=first;i!==last;i++){
-            var k=i-first,r=document.createElementNS(NS,"rect"),c=PVM.cats.charAt(i);
-            r.setAttribute("class","page c-"+c);r.setAttribute("x",(k%COLS)*CELL);r.setAttribute("y",Math.floor(k/COLS)*CELL);
-            r.setAttribute("width",CELL-1);r.setAttribute("height",CELL-1);
-            var t=document.createElementNS(NS,"title"),p=pfnOf(i);
-            t.textContent="PFN "+hex(p)+" (PA "+hex(p*4096)+"): "+(PVM.labels[c]||c)+(PVM.dma.charAt(i)==="d"?" \\u00b7 mapped by an SMMU domain":"");
-            r.appendChild(t);svg.appendChild(r);
-            if(PVM.dma.charAt(i)==="d"){var d=document.createElementNS(NS,"circle");d.setAttribute("class","dma");
-              d.setAttribute("cx",(k%COLS)*CELL+6);d.setAttribute("cy",Math.floor(k/COLS)*CELL+6);d.setAttribute("r",3);svg.appendChild(d);}
-          }
-          var z=document.getElementById("zoom");while(z.firstChild){z.removeChild(z.firstChild);}z.appendChild(svg);
-          document.getElementById("zoom-title").textContent="Pages of region "+region+": PA "+hex(pfnOf(first)*4096)+" (+2 MiB), one cell per 4 KiB page";
-          var cells=document.querySelectorAll("#overview rect.region");
-          for(var j=0;j!==cells.length;j++){cells[j].classList.toggle("selected",cells[j].getAttribute("data-region")===String(region));}
-        }
-        var cells=document.querySelectorAll("#overview rect.region");
-        for(var j=0;j!==cells.length;j++){cells[j].addEventListener("click",function(e){show(parseInt(e.currentTarget.getAttribute("data-region"),10));});}
-        var start=0;for(var i=0;i!==PVM.cats.length;i++){var c=PVM.cats.charAt(i);if(c>="0"&&c<="Z"){start=Math.floor(i/PVM.regionPages);break;}}
-        show(start);
-        })();
 
         """
 }

@@ -1,5 +1,6 @@
 import EL2
 import HostMemory
+import Tracing
 
 /// A `pvm model` session: one machine (RAM, EL2 booted over it), the VMs the script named, and
 /// the interpreter of the script language (see `ModelOperation.all` and docs/model-language.md).
@@ -87,22 +88,42 @@ public final class ModelSession {
         public let text: String
         /// True when the line could not be run (unknown operation, bad arguments).
         public let isMalformed: Bool
+        /// The line's number, the operation as shown (words joined by one space; for a comment,
+        /// the comment) and its result alone (nil for a comment): what `pvm model --json` prints.
+        public var number = 0
+        public var operation = ""
+        public var result: String?
+
+        /// The result as one JSON object: {"line":N,"op":"…","result":"…","ok":true}, or
+        /// {"line":N,"comment":"…"}.
+        public var json: String {
+            var o: JSONObject = ["line": .int(number)]
+            if let result {
+                o["op"] = .string(operation)
+                o["result"] = .string(result)
+                o["ok"] = .bool(!isMalformed)
+            } else {
+                o["comment"] = .string(operation)
+            }
+            return JSONValue.object(o).description
+        }
     }
 
     /// Runs one script line. Returns nil for a blank line; a comment line comes back as itself.
     public func run(line raw: String, number: Int) -> LineResult? {
         let trimmed = raw.trimmingCharactersInWhitespace()
         if trimmed.isEmpty { return nil }
-        if trimmed.hasPrefix("#") { return LineResult(text: trimmed, isMalformed: false) }
+        if trimmed.hasPrefix("#") { return LineResult(text: trimmed, isMalformed: false, number: number, operation: trimmed) }
         let code = trimmed.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
         let words = code.split(whereSeparator: { $0 == " " || $0 == "\t" })
         let shown = words.joined(separator: " ")
         do throws(ModelLineError) {
             let result = try execute(words)
-            return LineResult(text: "\(shown) -> \(result)", isMalformed: false)
+            return LineResult(text: "\(shown) -> \(result)", isMalformed: false, number: number, operation: shown, result: result)
         } catch {
             malformedLines += 1
-            return LineResult(text: "\(shown) -> error: line \(number): \(error.message)", isMalformed: true)
+            return LineResult(text: "\(shown) -> error: line \(number): \(error.message)", isMalformed: true, number: number,
+                              operation: shown, result: "error: \(error.message)")
         }
     }
 

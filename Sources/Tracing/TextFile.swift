@@ -16,11 +16,16 @@ public enum TextFile {
         case tooLarge(limit: Int)
     }
 
-    /// Reads at most `limit` bytes of `path`.
+    /// The name that means standard input when read and standard output when written, as in
+    /// most Unix tools.
+    public static let standardStream = "-"
+
+    /// Reads at most `limit` bytes of `path` ("-": standard input).
     public static func read(_ path: String, limit: Int) -> Result<[UInt8], ReadError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let isStdin = path == standardStream
+        let fd = isStdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return .failure(.unreadable(errno)) }
-        defer { close(fd) }
+        defer { if !isStdin { close(fd) } }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -41,11 +46,17 @@ public enum TextFile {
         public var description: String { "cannot write \(path): \(String(cString: strerror(errno)))" }
     }
 
-    /// Creates or truncates `path` and writes `text`.
+    /// Creates or truncates `path` and writes `text` ("-": standard output).
     public static func write(_ text: String, to path: String) throws(WriteError) {
+        var text = text
+        if path == standardStream {
+            fflush(nil)  // print(...) text already buffered goes out first
+            let failure = text.withUTF8 { writeAll(STDOUT_FILENO, UnsafeRawBufferPointer($0)) }
+            if failure != 0 { throw WriteError(path: "standard output", errno: failure) }
+            return
+        }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw WriteError(path: path, errno: errno) }
-        var text = text
         let failure = text.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
         let closed = close(fd) == 0 ? 0 : errno
         if failure != 0 || closed != 0 { throw WriteError(path: path, errno: failure != 0 ? failure : closed) }

@@ -5,7 +5,13 @@ import EL2
 public enum TraceEncoder {
     /// One line, without its newline.
     public static func line(_ event: TraceEvent, time: UInt64) -> String {
-        var o = "{\"t\":\(time),"
+        "{\"t\":\(time)," + body(event)
+    }
+
+    /// The line after its `{"t":N,` prefix: everything but the time, so a writer can encode
+    /// outside its lock and stamp the time inside it (which keeps the file in time order).
+    public static func body(_ event: TraceEvent) -> String {
+        var o = ""
         switch event {
         case let .machine(m):
             o += "\"kind\":\"machine\",\"vm\":\(m.vm.rawValue),\"vmid\":\(m.vmid),\"protected\":\(m.isProtected),"
@@ -43,9 +49,9 @@ public enum TraceEncoder {
             o += "\"kind\":\"warning\",\"message\":\(JSONValue.quoted(message))"
         case let .iommu(note):
             iommu(note, into: &o)
-        case let .dma(device, stream, iova, bytes, result):
+        case let .dma(device, stream, iova, bytes, result, duration):
             o += "\"kind\":\"dma\",\"device\":\(JSONValue.quoted(device)),\"sid\":\(stream),\"iova\":\"\(hex(iova))\","
-            o += "\"bytes\":\(bytes),\"result\":\(JSONValue.quoted(result))"
+            o += "\"bytes\":\(bytes),\"result\":\(JSONValue.quoted(result)),\"dur\":\(duration)"
         }
         return o + "}"
     }

@@ -21,7 +21,7 @@ public enum TraceEvent: Sendable {
     /// The SMMU: attach / detach, a mapping EL2 wrote, an IOTLB invalidation, a DMA fault.
     case iommu(IOMMUNotification)
     /// A device transfer finished or stopped: device name, stream, bytes moved, outcome.
-    case dma(device: String, stream: UInt32, iova: UInt64, bytes: Int, result: String)
+    case dma(device: String, stream: UInt32, iova: UInt64, bytes: Int, result: String, duration: UInt64)
 }
 
 /// The machine a trace describes: enough for a reader to map VMIDs to VMs, guest frames to

@@ -145,7 +145,7 @@ final class BlockDevice: MMIODevice, @unchecked Sendable {
                 try hypervisor.iommuMap(domain: domain, iova: firstPage, pfn: PhysAddr(firstPage).pfn, pages: pages, prot: .rw)
             } catch {
                 trace?.record(.dma(device: engine.name, stream: Self.stream.rawValue, iova: pa, bytes: 0,
-                                   result: "map refused: \(error)"))
+                                   result: "map refused: \(error)", duration: 0))
                 registers.withLock { $0.status = .rejected }
                 return
             }

@@ -51,6 +51,7 @@ public final class DMAEngine: Sendable {
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
+        let began = trace?.now ?? 0
         var done = 0
         var fault: DMAFault?
         while done < count, fault == nil {
@@ -77,7 +78,7 @@ public final class DMAEngine: Sendable {
             }
         }
         trace?.record(.dma(device: name, stream: stream.rawValue, iova: destination, bytes: done,
-                           result: fault.map { "\($0.event.id)" } ?? "ok"))
+                           result: fault.map { "\($0.event.id)" } ?? "ok", duration: (trace?.now ?? 0) &- began))
         return Outcome(bytes: done, fault: fault)
     }
 
@@ -89,6 +90,7 @@ public final class DMAEngine: Sendable {
         let chunk = max(1, min(chunk, Self.maxChunk))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
+        let began = trace?.now ?? 0
         var done = 0
         var fault: DMAFault?
         while done < count {
@@ -106,7 +108,8 @@ public final class DMAEngine: Sendable {
             if done < count, !between(done) { break }
         }
         trace?.record(.dma(device: name, stream: stream.rawValue, iova: destination, bytes: done,
-                           result: fault.map { "\($0.event.id)" } ?? (done == count ? "ok" : "abandoned")))
+                           result: fault.map { "\($0.event.id)" } ?? (done == count ? "ok" : "abandoned"),
+                           duration: (trace?.now ?? 0) &- began))
         return Outcome(bytes: done, fault: fault)
     }
 }

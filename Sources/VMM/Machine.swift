@@ -148,7 +148,7 @@ public final class Machine: @unchecked Sendable {
         let vmid = hypervisor.vm(handle)!.vmid
         let stage2 = hypervisor.stage2Registers(vm: handle)!
         backend.attachGuest(vmid: vmid, stage2: GuestStage2(vttbr: stage2.vttbr, vtcr: stage2.vtcr))
-        trace?.record(.machine(MachineInfo(
+        trace?.recordHeader(.machine(MachineInfo(
             vm: handle, vmid: vmid.rawValue, isProtected: configuration.isProtected,
             vcpus: configuration.vcpus, architecture: backend.architecture.rawValue, guestRAMBase: layout.memory.lowerBound,
             guestMemory: guestSize, physicalBase: ramBase, physicalSize: physicalSize,

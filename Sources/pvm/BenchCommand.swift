@@ -35,7 +35,7 @@ struct BenchModelCommand: ParsableCommand {
     func run() throws {
         try transitionThroughput()
         try donateReclaimGiB()
-        print("metadata: \(Vmemmap.bytesPerPage) bytes per 4 KiB page (\(format2(Double(Vmemmap.bytesPerPage) * 100 / 4096))% of RAM)")
+        benchPrint("metadata: \(Vmemmap.bytesPerPage) bytes per 4 KiB page (\(format2(Double(Vmemmap.bytesPerPage) * 100 / 4096))% of RAM)")
     }
 
     /// Single-page share + unshare pairs on a non-protected VM, against the bare stage-2
@@ -45,7 +45,8 @@ struct BenchModelCommand: ParsableCommand {
         let vm = try m.vm(protected: false)
         let pfn = m.pfn(16), gfn = GFN(0x100)
         var best = Double.infinity, bestBare = Double.infinity
-        for _ in 0..<repeats {
+        for k in 0..<repeats {
+            benchProgress("pvm bench model: share + unshare, run \(k + 1) of \(repeats)")
             let t = try measure {
                 for _ in 0..<pairs {
                     try m.hyp.hostShareGuest(pfn, gfn: gfn, pages: 1, vm: vm, prot: .rwx)
@@ -59,9 +60,9 @@ struct BenchModelCommand: ParsableCommand {
         }
         guard m.hyp.checkInvariants().isEmpty else { throw ValidationError("invariants broken by the benchmark") }
         let pairsPerSec = Double(pairs) / best
-        print("host_share_guest + host_unshare_guest, 1 page: \(grouped(pairsPerSec)) pairs/s = "
+        benchPrint("host_share_guest + host_unshare_guest, 1 page: \(grouped(pairsPerSec)) pairs/s = "
               + "\(grouped(2 * pairsPerSec)) transitions/s (aim: 5,000,000 transitions/s)")
-        print("  baseline, bare stage-2 map + unmap of the same page: \(grouped(Double(pairs) / bestBare)) pairs/s; "
+        benchPrint("  baseline, bare stage-2 map + unmap of the same page: \(grouped(Double(pairs) / bestBare)) pairs/s; "
               + "ownership checks, locks and metadata cost \(format2(best / bestBare))x")
     }
 
@@ -75,7 +76,8 @@ struct BenchModelCommand: ParsableCommand {
         var bestMemset = Double.infinity, bestClear = Double.infinity
         for dirty in [false, true] {
             var bestDonate = Double.infinity, bestReclaim = Double.infinity
-            for _ in 0..<repeats {
+            for k in 0..<repeats {
+                benchProgress("pvm bench model: donate + reclaim 1 GiB\(dirty ? " (written)" : ""), run \(k + 1) of \(repeats)")
                 let m = try BenchMachine(bytes: gib + (32 << 20))
                 let vm = try m.vm(protected: true, memcache: 520)
                 // Fault the RAM in outside the timed region, as a running guest's memory is.
@@ -104,12 +106,12 @@ struct BenchModelCommand: ParsableCommand {
                     })
                 }
             }
-            print("host_donate_guest of every page of 1 GiB, then reclaim of all, "
+            benchPrint("host_donate_guest of every page of 1 GiB, then reclaim of all, "
                   + (dirty ? "every page holding data:" : "pages never written:"))
-            print("  donate \(format2(bestDonate * 1e3)) ms + reclaim \(format2(bestReclaim * 1e3)) ms = "
+            benchPrint("  donate \(format2(bestDonate * 1e3)) ms + reclaim \(format2(bestReclaim * 1e3)) ms = "
                   + "\(format2((bestDonate + bestReclaim) * 1e3)) ms (aim: under 100 ms)")
         }
-        print("  baselines for zeroing the same 1 GiB alone: memset \(format2(bestMemset * 1e3)) ms; "
+        benchPrint("  baselines for zeroing the same 1 GiB alone: memset \(format2(bestMemset * 1e3)) ms; "
               + "the clear-page primitive reclaim uses, in a tight loop, \(format2(bestClear * 1e3)) ms")
     }
 }
@@ -169,4 +171,16 @@ func format2(_ value: Double) -> String {
     let scaled = Int((value * 100).rounded())
     let frac = abs(scaled % 100)
     return "\(scaled / 100).\(frac < 10 ? "0" : "")\(frac)"
+}
+
+/// A bench result line: clears the progress line first (on a terminal), then prints.
+func benchPrint(_ line: String) {
+    if isatty(2) == 1 { printError("\u{1B}[1G\u{1B}[K", newline: false) }
+    print(line)
+}
+
+/// "what is being measured" on standard error's last line while it runs, on a terminal only;
+/// the next result line replaces it.
+func benchProgress(_ text: String) {
+    if isatty(2) == 1 { printError("\u{1B}[1G\u{1B}[K" + text + "…", newline: false) }
 }

@@ -47,7 +47,8 @@ struct BenchHypercallCommand: ParsableCommand {
         let tracePath = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-bench-\(getpid()).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: tracePath) }
         var traceBytes: UInt64 = 0
-        for _ in 0 ..< repeats {
+        for k in 0 ..< repeats {
+            benchProgress("pvm bench hypercall: round trips, run \(k + 1) of \(repeats)")
             baseline = min(baseline, try baselineSeconds(iterations, longModeRing3: true))
             realMode = min(realMode, try baselineSeconds(iterations, longModeRing3: false))
             pvm = min(pvm, try guestSeconds(mode: 0, count: iterations))
@@ -56,31 +57,31 @@ struct BenchHypercallCommand: ParsableCommand {
         }
         let n = Double(iterations)
         let baseNs = baseline * 1e9 / n, realNs = realMode * 1e9 / n, pvmNs = pvm * 1e9 / n
-        print("hypercall round trip (SMCCC_VERSION, \(grouped(n)) calls, best of \(repeats)):")
-        print("  pvm:                                  \(format2(pvmNs / 1000)) µs  (\(grouped(1 / pvmNs * 1e9)) /s)")
-        print("  C KVM loop, same exits (ring 3):      \(format2(baseNs / 1000)) µs  (\(grouped(1 / baseNs * 1e9)) /s)")
-        print("  ratio:                                \(format2(pvmNs / baseNs))x  (aim: within 1.15x)")
-        print("  C KVM loop, real mode (for scale):    \(format2(realNs / 1000)) µs")
+        benchPrint("hypercall round trip (SMCCC_VERSION, \(grouped(n)) calls, best of \(repeats)):")
+        benchPrint("  pvm:                                  \(format2(pvmNs / 1000)) µs  (\(grouped(1 / pvmNs * 1e9)) /s)")
+        benchPrint("  C KVM loop, same exits (ring 3):      \(format2(baseNs / 1000)) µs  (\(grouped(1 / baseNs * 1e9)) /s)")
+        benchPrint("  ratio:                                \(format2(pvmNs / baseNs))x  (aim: within 1.15x)")
+        benchPrint("  C KVM loop, real mode (for scale):    \(format2(realNs / 1000)) µs")
         var scripted = Double.infinity
         for _ in 0 ..< repeats { scripted = min(scripted, try scriptedSeconds(count: iterations)) }
         let scriptedNs = scripted * 1e9 / n
-        print("  scripted backend (core + EL2, no guest): \(format2(scriptedNs / 1000)) µs  (the floor an interpreter's hypercall can reach)")
+        benchPrint("  scripted backend (core + EL2, no guest): \(format2(scriptedNs / 1000)) µs  (the floor an interpreter's hypercall can reach)")
         let tracedNs = traced * 1e9 / n
-        print("tracing (same calls, every hypercall written as a JSON line, \(grouped(Double(traceBytes) / 1e6)) MB):")
-        print("  disabled:                             \(format2(pvmNs / 1000)) µs  (\(format2(pvmNs / baseNs))x the C loop)")
-        print("  enabled:                              \(format2(tracedNs / 1000)) µs  (\(format2(tracedNs / baseNs))x the C loop)")
-        print("  ratio enabled / disabled:             \(format2(tracedNs / pvmNs))x  (aim: under 2x)")
+        benchPrint("tracing (same calls, every hypercall written as a JSON line, \(grouped(Double(traceBytes) / 1e6)) MB):")
+        benchPrint("  disabled:                             \(format2(pvmNs / 1000)) µs  (\(format2(pvmNs / baseNs))x the C loop)")
+        benchPrint("  enabled:                              \(format2(tracedNs / 1000)) µs  (\(format2(tracedNs / baseNs))x the C loop)")
+        benchPrint("  ratio enabled / disabled:             \(format2(tracedNs / pvmNs))x  (aim: under 2x)")
 
         var share = Double.infinity
         for _ in 0 ..< repeats { share = min(share, try guestSeconds(mode: 1, count: pairs)) }
-        print("MEM_SHARE + MEM_UNSHARE of one page: \(grouped(Double(pairs) / share)) pairs/s "
+        benchPrint("MEM_SHARE + MEM_UNSHARE of one page: \(grouped(Double(pairs) / share)) pairs/s "
               + "(\(format2(share * 1e6 / Double(pairs))) µs a pair, two hypercalls and two EL2 transitions)")
 
         if boots > 0 {
             var times: [Double] = []
             for _ in 0 ..< boots { times.append(try bootWallSeconds()) }
             times.sort()
-            print("pvm boot hello, process start to exit (includes teardown), median of \(boots): "
+            benchPrint("pvm boot hello, process start to exit (includes teardown), median of \(boots): "
                   + "\(format2(times[times.count / 2] * 1000)) ms (min \(format2(times[0] * 1000)) ms; aim: under 150 ms)")
         }
     }

@@ -49,7 +49,8 @@ struct BenchIOMMUCommand: ParsableCommand {
         // Fault the range into the host stage-2 so the baseline walks mappings of the same shape
         // (blocks) as the identity domain holds.
         try m.hyp.hostAccess(PhysAddr(base), count: Int(coldPages << 12))
-        for _ in 0..<repeats {
+        for k in 0..<repeats {
+            benchProgress("pvm bench iommu: translations, run \(k + 1) of \(repeats)")
             warm = min(warm, try measure {
                 for i in 0..<n {
                     _ = try m.hyp.dmaTranslate(stream: Self.device, iova: base + (UInt64(i) % warmPages) << 12, access: .read)
@@ -70,13 +71,13 @@ struct BenchIOMMUCommand: ParsableCommand {
                 for i in 0..<n {
                     sink &+= table.translate(IPA(base + ((UInt64(i) &* 1031) % coldPages) << 12))?.output.rawValue ?? 0
                 }
-                if sink == 42 { print("") }
+                if sink == 42 { benchPrint("") }
             })
         }
-        print("SMMU translation (dmaTranslate, one stream, identity domain, mirror mode):")
-        print("  warm IOTLB (64 pages, all hits): \(grouped(Double(n) / warm)) translations/s")
-        print("  cold IOTLB (16,384-page stride, \(format2(missRatio * 100))% misses): \(grouped(Double(n) / cold)) translations/s")
-        print("  baseline, bare stage-2 walk of the same addresses: \(grouped(Double(n) / bare)) walks/s; "
+        benchPrint("SMMU translation (dmaTranslate, one stream, identity domain, mirror mode):")
+        benchPrint("  warm IOTLB (64 pages, all hits): \(grouped(Double(n) / warm)) translations/s")
+        benchPrint("  cold IOTLB (16,384-page stride, \(format2(missRatio * 100))% misses): \(grouped(Double(n) / cold)) translations/s")
+        benchPrint("  baseline, bare stage-2 walk of the same addresses: \(grouped(Double(n) / bare)) walks/s; "
               + "a cold translation costs \(format2(cold / bare))x a walk, a warm one \(format2(warm / bare))x")
     }
 
@@ -108,7 +109,8 @@ struct BenchIOMMUCommand: ParsableCommand {
             }
             if mode != nil { _ = try m.hyp.dmaTranslate(stream: Self.device, iova: pfn.address.rawValue, access: .write) }
             var best = Double.infinity
-            for _ in 0..<repeats {
+            for k in 0..<repeats {
+                benchProgress("pvm bench iommu: conversions (\(mode.map { "\($0)" } ?? "no SMMU")), run \(k + 1) of \(repeats)")
                 best = min(best, try measure {
                     for _ in 0..<n {
                         if mode == .refcount { try m.hyp.iommuUnmap(domain: IOMMUDomainID(1), iova: pfn.address.rawValue, pages: 1) }
@@ -124,11 +126,11 @@ struct BenchIOMMUCommand: ParsableCommand {
             results.append((mode.map { "\($0)" } ?? "none", best / Double(n)))
         }
         let baseline = results[0].1
-        print("Page conversion (guest MEM_UNSHARE + MEM_SHARE of one page a host device can reach):")
-        print("  baseline, no SMMU: \(format2(baseline * 1e9)) ns per cycle")
+        benchPrint("Page conversion (guest MEM_UNSHARE + MEM_SHARE of one page a host device can reach):")
+        benchPrint("  baseline, no SMMU: \(format2(baseline * 1e9)) ns per cycle")
         for (name, t) in results.dropFirst() {
             let extra = name == "refcount" ? " (includes the host's unmap before and map after, which the design requires)" : ""
-            print("  \(name): \(format2(t * 1e9)) ns per cycle, +\(format2((t - baseline) * 1e9)) ns = \(format2(t / baseline))x\(extra)")
+            benchPrint("  \(name): \(format2(t * 1e9)) ns per cycle, +\(format2((t - baseline) * 1e9)) ns = \(format2(t / baseline))x\(extra)")
         }
     }
 }

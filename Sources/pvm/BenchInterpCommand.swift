@@ -56,12 +56,13 @@ struct BenchInterpCommand: ParsableCommand {
 
     func run() throws {
         let qemu = noQemu ? nil : Self.qemuPath
-        print("AArch64 interpreter, guest MMU on, stage 2 on (best of \(repeats)):")
+        benchPrint("AArch64 interpreter, guest MMU on, stage 2 on (best of \(repeats)):")
         var ratios: [Double] = []
         for loop in Self.loops {
             let n = UInt64(max(1, loop.iterations * scale))
             var best = (mips: 0.0, instructions: UInt64(0))
-            for _ in 0 ..< repeats {
+            for k in 0 ..< repeats {
+                benchProgress("pvm bench interp: \(loop.name), pvm run \(k + 1) of \(repeats)")
                 let r = try pvmRun(mode: loop.mode, iterations: n)
                 if r.mips > best.mips { best = (r.mips, r.instructions) }
             }
@@ -73,7 +74,8 @@ struct BenchInterpCommand: ParsableCommand {
                 let doubled = try pvmRun(mode: loop.mode, iterations: 2 * n).instructions
                 let extra = Double(doubled - best.instructions) * Double(Self.qemuFactor - 1)
                 var bestQEMU = Double.infinity
-                for _ in 0 ..< repeats {
+                for k in 0 ..< repeats {
+                    benchProgress("pvm bench interp: \(loop.name), QEMU run \(k + 1) of \(repeats)")
                     let t1 = try qemuSeconds(qemu, mode: loop.mode, iterations: n)
                     let t2 = try qemuSeconds(qemu, mode: loop.mode, iterations: UInt64(Self.qemuFactor) * n)
                     if t2 > t1 { bestQEMU = min(bestQEMU, t2 - t1) }
@@ -85,12 +87,12 @@ struct BenchInterpCommand: ParsableCommand {
                     ratios.append(best.mips / qemuMIPS)
                 }
             }
-            print(line + "  (\(grouped(Double(best.instructions))) instructions; aim: 300 MIPS)")
+            benchPrint(line + "  (\(grouped(Double(best.instructions))) instructions; aim: 300 MIPS)")
         }
-        if qemu == nil { print("  (qemu-system-aarch64 not installed: apt-get install qemu-system-arm for the comparison)") }
+        if qemu == nil { benchPrint("  (qemu-system-aarch64 not installed: apt-get install qemu-system-arm for the comparison)") }
         var bestCall = Double.infinity
         for _ in 0 ..< repeats { bestCall = min(bestCall, try hypercallSeconds()) }
-        print("null hypercall (SMCCC_VERSION) round trip on the interpreter: \(format2(bestCall * 1e6 / Double(hypercalls))) µs "
+        benchPrint("null hypercall (SMCCC_VERSION) round trip on the interpreter: \(format2(bestCall * 1e6 / Double(hypercalls))) µs "
               + "(\(grouped(Double(hypercalls) / bestCall)) /s; aim: under 1 µs)")
     }
 

@@ -17,8 +17,9 @@ struct BootCommand: ParsableCommand {
         discussion: """
             IMAGE is an x86-64 ELF64 executable, or the name of a built-in image: \
             \(EmbeddedImage.guests.map(\.rawValue).joined(separator: ", ")) (default hello). The guest's \
-            console goes to standard output; pvm's messages and the closing summary go to standard \
-            error. Exit status: 0 the guest powered off (PSCI SYSTEM_OFF), 1 the guest was stopped \
+            console goes to standard output (to standard error with --json or --trace -); pvm's \
+            messages and the closing summary go to standard error, or with --json the summary goes \
+            to standard output as one JSON object. Exit status: 0 the guest powered off (PSCI SYSTEM_OFF), 1 the guest was stopped \
             for a fault (a report is printed), 2 a VMM error (bad image, KVM failure), 3 the guest \
             asked for a reset (PSCI SYSTEM_RESET; pvm does not reboot), 64 a bad flag. \
             docs/vmm.md describes the machine, docs/abi.md the guest ABI.
@@ -30,21 +31,29 @@ struct BootCommand: ParsableCommand {
 
     @OptionGroup var guest: GuestOptions
 
-    @Option(name: .long, help: ArgumentHelp("Write every hypercall, transition and fault as JSON Lines.", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp("Write every hypercall, transition and fault as JSON Lines ('-': standard output).", valueName: "FILE"))
     var trace: String?
+
+    @Flag(name: .long, help: "Print the closing summary as one JSON object on standard output (the console goes to standard error).")
+    var json = false
 
     @Flag(name: .long, help: "Flip a byte of the payload after its digest is computed: the firmware must refuse it.")
     var tamperPayload = false
 
     func validate() throws {
         try guest.check()
+        if json && trace == TextFile.standardStream {
+            throw ValidationError("--json and --trace - both want standard output; write the trace to a file")
+        }
     }
 
     func run() throws {
         let wallStart = monotonicNanoseconds()
         var (configuration, backend) = try guest.machine(image: image, command: "boot")
         configuration.tamperPayload = tamperPayload
-        configuration.console = { bytes in bytes.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) } }
+        // Standard output carries the trace or the JSON summary when asked to: the console moves.
+        let consoleFD: Int32 = json || trace == TextFile.standardStream ? 2 : 1
+        configuration.console = { bytes in bytes.withUnsafeBytes { _ = write(consoleFD, $0.baseAddress, $0.count) } }
         let signals = SignalWatcher()
         do {
             if let trace {
@@ -62,7 +71,8 @@ struct BootCommand: ParsableCommand {
                 printError("pvm: console: \(stats.hostFaults - machine.hostFaults.count) more refused reads not shown")
             }
             let ending: String, code: Int32
-            switch try outcome.get() {
+            let result = try outcome.get()
+            switch result {
             case .poweredOff: (ending, code) = ("guest powered off", 0)
             case .reset: (ending, code) = ("guest requested a reset (pvm does not reboot)", 3)
             case let .faulted(report):
@@ -73,6 +83,11 @@ struct BootCommand: ParsableCommand {
                 (ending, code) = ("guest stopped by \(SignalWatcher.name(signal))", 128 + signal)
             }
             printError("pvm: \(ending) · " + summary(configuration, machine: machine, stats: stats, teardown: teardown, wall: wall))
+            if json {
+                let status = teardown.isClean ? code : 2
+                print(BootSummary(configuration: configuration, image: image, backend: machine.backend.name, outcome: result,
+                                  status: status, stats: stats, teardown: teardown, wall: wall).json)
+            }
             guard teardown.isClean else {
                 for gpa in teardown.leaks { printError("pvm: teardown: guest page at GPA \(hex(gpa)) is readable by the host and not zero") }
                 for v in teardown.violations { printError("pvm: teardown: EL2 invariant violated: \(v)") }

@@ -12,10 +12,10 @@ import VMM
 
 /// Options that describe a guest machine, shared by `pvm boot` and `pvm inspect`.
 struct GuestOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (1 to 64).", valueName: "N"))
-    var vcpus: Int = 1
+    @Option(name: .long, help: ArgumentHelp("Number of vCPUs (1 to 64; default 1).", valueName: "N"))
+    var vcpus: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Guest RAM: 32M to 3G, a multiple of 2M.", valueName: "SIZE"))
+    @Option(name: [.customShort("m"), .long], help: ArgumentHelp("Guest RAM, 32M to 3G, a multiple of 2M: a bare number is MiB (as QEMU's -m and crosvm's --mem); K/M/G suffixes, B for bytes.", valueName: "SIZE"))
     var memory: String = "64M"
 
     @Flag(name: .long, help: "Boot a non-protected guest: the host shares its pages instead of donating them.")
@@ -27,8 +27,8 @@ struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Firmware ELF to use instead of the built-in one.", valueName: "PATH"))
     var firmware: String?
 
-    @Option(name: .long, help: ArgumentHelp("Value for the boot configuration's payload_argument.", valueName: "N"))
-    var arg: String = "0"
+    @Option(name: .long, help: ArgumentHelp("Value for the boot configuration's payload_argument (default 0).", valueName: "N"))
+    var arg: String?
 
     @Option(name: .long, help: ArgumentHelp("SMMU design: mirror (the host's DMA domain follows its stage-2), refcount (DMA mappings block conversions) or none (no SMMU, no DMA devices).", valueName: "MODE"))
     var iommuMode: String = "mirror"
@@ -42,11 +42,27 @@ struct GuestOptions: ParsableArguments {
     /// Checks every flag; a ValidationError names the bad one.
     func check() throws {
         _ = try memoryBytes()
-        guard (1...64).contains(vcpus) else { throw ValidationError("--vcpus \(vcpus) is out of range: use 1 to 64") }
-        guard NumberParser.unsigned(Substring(arg)) != nil else { throw ValidationError("--arg '\(arg)' is not a number") }
+        guard (1...64).contains(vcpuCount) else { throw ValidationError("--vcpus \(vcpuCount) is out of range: use 1 to 64") }
+        guard payloadArgument != nil else { throw ValidationError("--arg '\(arg ?? "")' is not a number") }
         _ = try iommu()
         _ = try explicitProfile()
         _ = try explicitBackend()
+    }
+
+    var vcpuCount: Int { vcpus ?? 1 }
+    var payloadArgument: UInt64? { NumberParser.unsigned(Substring(arg ?? "0")) }
+
+    /// The flags that describe only a booted guest, which were given: `pvm inspect --model`
+    /// refuses them rather than ignore them.
+    var bootOnlyFlagsGiven: [String] {
+        var given: [String] = []
+        if vcpus != nil { given.append("--vcpus") }
+        if nonProtected { given.append("--non-protected") }
+        if firmware != nil { given.append("--firmware") }
+        if arg != nil { given.append("--arg") }
+        if backend != nil { given.append("--backend") }
+        if deterministic != nil { given.append("--deterministic") }
+        return given
     }
 
     /// The two backends `pvm boot` can run a guest on.
@@ -77,8 +93,8 @@ struct GuestOptions: ParsableArguments {
     }
 
     func memoryBytes() throws -> UInt64 {
-        guard let size = NumberParser.size(memory) else {
-            throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G)")
+        guard let size = SizeFlag.bytes(memory) else {
+            throw ValidationError("--memory '\(memory)' is not a size (examples: \(SizeFlag.examples))")
         }
         guard size >= GuestLayout.minimumMemory, size <= GuestLayout.maximumMemory, size % GuestLayout.memoryAlignment == 0 else {
             throw ValidationError("--memory \(memory) must be a multiple of 2M between 32M and 3G")
@@ -106,9 +122,9 @@ struct GuestOptions: ParsableArguments {
         }
         configuration.payloadName = payloadName
         configuration.memory = try memoryBytes()
-        configuration.vcpus = vcpus
+        configuration.vcpus = vcpuCount
         configuration.isProtected = !nonProtected
-        configuration.payloadArgument = NumberParser.unsigned(Substring(arg))!
+        configuration.payloadArgument = payloadArgument!
         configuration.iommuMode = try iommu()
         configuration.profile = try profile(for: payload, name: payloadName, architecture: architecture, command: command)
         if let deterministic {

@@ -4,7 +4,7 @@ import ModelScript
 
 /// Options that shape the emulated machine, shared by subcommands.
 struct MachineOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("RAM size: bytes, or with a K/M/G suffix (1M to 64G).", valueName: "SIZE"))
+    @Option(name: [.customShort("m"), .long], help: ArgumentHelp("RAM size, 1M to 64G: a bare number is MiB (as QEMU's -m); K/M/G suffixes, B for bytes.", valueName: "SIZE"))
     var memory: String = "64M"
 
     @Option(name: .long, help: ArgumentHelp("IPA size of every stage-2: 40 or 48 (any of 32...48 works).", valueName: "BITS"))
@@ -36,8 +36,8 @@ struct MachineOptions: ParsableArguments {
     /// A model configuration from flag values (also `pvm inspect --model`'s).
     static func configuration(memory: String, ipaBits: Int, ramBase: String, iommuMode: String) throws -> ModelSession.Configuration {
         var c = ModelSession.Configuration()
-        guard let size = NumberParser.size(memory) else {
-            throw ValidationError("--memory '\(memory)' is not a size (examples: 64M, 1G, 0x4000000)")
+        guard let size = SizeFlag.bytes(memory) else {
+            throw ValidationError("--memory '\(memory)' is not a size (examples: \(SizeFlag.examples))")
         }
         guard size >= ModelSession.minimumMemory, size <= ModelSession.maximumMemory else {
             throw ValidationError("--memory \(memory) is out of range: pvm emulates 1M to 64G of RAM")

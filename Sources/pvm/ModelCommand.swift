@@ -10,10 +10,12 @@ struct ModelCommand: ParsableCommand {
         commandName: "model",
         abstract: "Run a script of ownership operations against EL2 and print each result.",
         discussion: """
-            Reads SCRIPT (or standard input; interactive when it is a terminal), one operation a \
+            Reads SCRIPT ('-' or absent: standard input; interactive when it is a terminal), one operation a \
             line, and prints each line followed by ' -> ' and its result: 0 or an errno name \
-            such as -EPERM. Exit status: 0 when every line ran, 1 when any line was malformed, \
-            2 when the script could not be read. 'help' lists the operations; \
+            such as -EPERM. 'quit' or 'exit' ends it. Interactively it has line editing and \
+            history ($HOME/.pvm_model_history), and a malformed line is reported without changing \
+            the exit status. Exit status: 0 when every line ran, 1 when any line of a script was \
+            malformed, 2 when the script could not be read. 'help' lists the operations; \
             docs/model-language.md documents them.
             """
     )
@@ -23,6 +25,9 @@ struct ModelCommand: ParsableCommand {
 
     @OptionGroup var machine: MachineOptions
 
+    @Flag(name: .long, help: "Print each line's result as one JSON object (line, op, result, ok), one per line.")
+    var json = false
+
     func run() throws {
         let session: ModelSession
         do {
@@ -30,20 +35,31 @@ struct ModelCommand: ParsableCommand {
         } catch let e as ModelSession.SetupError {
             throw ValidationError(e.description)
         }
-        if let script {
+        if let script, script != "-" {
             guard let text = readFile(script) else {
                 printError("pvm model: cannot read script '\(script)': \(String(cString: strerror(errno)))")
                 throw ExitCode(2)
             }
             let lines = ModelSession.lines(of: text)
-            for (i, line) in lines.enumerated() { emit(session.run(line: line, number: i + 1)) }
+            for (i, line) in lines.enumerated() {
+                if Self.isQuit(line) { break }
+                emit(session.run(line: line, number: i + 1))
+            }
+        } else if isatty(0) == 1 && isatty(1) == 1 {
+            // Interactive: a line editor with history; a typo is reported, not an exit status.
+            print("pvm model: \(machine.memory) RAM, \(machine.ipaBits)-bit IPA. Type help for operations, quit to leave.")
+            var editor = LineEditor()
+            var number = 0
+            while let line = editor.readLine(prompt: "pvm> ") {
+                number += 1
+                if Self.isQuit(line) { break }
+                emit(session.run(line: line, number: number))
+            }
+            return
         } else {
-            let interactive = isatty(0) == 1
-            if interactive { print("pvm model: \(machine.memory) RAM, \(machine.ipaBits)-bit IPA. Type help for operations.") }
             var number = 0
             var input = LineReader(fd: 0)
             while true {
-                if interactive { print("pvm> ", terminator: ""); fflush(nil) }
                 let line: String?
                 do { line = try input.next() } catch {
                     switch error {
@@ -54,6 +70,7 @@ struct ModelCommand: ParsableCommand {
                 }
                 guard let line else { break }
                 number += 1
+                if Self.isQuit(line) { break }
                 emit(session.run(line: line, number: number))
             }
         }
@@ -63,9 +80,16 @@ struct ModelCommand: ParsableCommand {
         }
     }
 
+    /// `quit` or `exit` (alone on a line) ends a session or a script.
+    static func isQuit(_ line: String) -> Bool {
+        let code = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let words = code.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        return words.count == 1 && (words[0] == "quit" || words[0] == "exit")
+    }
+
     private func emit(_ result: ModelSession.LineResult?) {
         guard let result else { return }
-        print(result.text)
+        print(json ? result.json : result.text)
         if result.isMalformed, isatty(1) == 0 { printError(result.text) }
     }
 }

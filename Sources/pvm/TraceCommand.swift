@@ -14,12 +14,14 @@ struct TraceCommand: ParsableCommand {
             combine: an event is shown when it passes all of them. --follow PFN shows the life of one \
             physical page: every event that touches it and, after each change, what the host \
             stage-2, the guest stage-2 and the SMMU domains say about it. --chrome writes the \
-            (filtered) events as Chrome trace-event JSON: open it at ui.perfetto.dev. Exit status: \
+            (filtered) events as Chrome trace-event JSON instead of printing them: open it at \
+            ui.perfetto.dev. FILE '-' reads standard input and --chrome - writes to standard output. \
+            An empty trace, or filters that select nothing, are said so on standard error. Exit status: \
             0, 2 when the file cannot be read or is not a valid trace, 64 for a bad flag.
             """
     )
 
-    @Argument(help: ArgumentHelp("The trace file (JSON Lines).", valueName: "FILE"))
+    @Argument(help: ArgumentHelp("The trace file (JSON Lines; '-' for standard input).", valueName: "FILE"))
     var file: String
 
     @Option(name: .long, parsing: .singleValue,
@@ -50,7 +52,7 @@ struct TraceCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the selected events as JSON Lines, exactly as the file holds them.")
     var json = false
 
-    @Option(name: .long, help: ArgumentHelp("Write the selected events as Chrome trace-event JSON (Perfetto) to FILE.", valueName: "FILE"))
+    @Option(name: .long, help: ArgumentHelp("Write the selected events as Chrome trace-event JSON (Perfetto) to FILE ('-': standard output) instead of printing them.", valueName: "FILE"))
     var chrome: String?
 
     @Flag(name: .long, help: "End with a count of the selected events by kind, and of faults by action.")
@@ -62,6 +64,9 @@ struct TraceCommand: ParsableCommand {
             throw ValidationError("--follow '\(follow)' is not a page frame number (below 2^52)")
         }
         if json && follow != nil { throw ValidationError("--json and --follow cannot be combined") }
+        if chrome != nil && (json || follow != nil) {
+            throw ValidationError("--chrome writes the events as a Perfetto timeline; it cannot be combined with --json or --follow")
+        }
     }
 
     private func filter() throws -> TraceFilter {
@@ -125,6 +130,7 @@ struct TraceCommand: ParsableCommand {
             }
             guard filter.accepts(r, resolver) else { continue }
             selected.append(r)
+            if chrome != nil { continue }
             if json {
                 out += r.jsonLine + "\n"
             } else {
@@ -141,13 +147,26 @@ struct TraceCommand: ParsableCommand {
         }
         if let history { out += "\(selected.count) events touch PFN 0x\(String(history.pfn, radix: 16)); at the end: \(history.summary)\n" }
         if summary { out += summaryText(selected, total: trace.records.count) }
-        print(out, terminator: "")
+        let name = file == TextFile.standardStream ? "standard input" : file
+        if trace.records.isEmpty {
+            printError("pvm trace: \(name) holds no events")
+        } else if selected.isEmpty {
+            printError("pvm trace: none of the \(trace.records.count) events of \(name) passes the filters")
+        }
+        if chrome == TextFile.standardStream && summary {
+            // The timeline owns standard output: the summary goes to standard error.
+            printError(out, newline: false)
+        } else {
+            print(out, terminator: "")
+        }
         if let chrome {
             do { try TextFile.write(ChromeTraceExporter.export(selected), to: chrome) } catch {
                 printError("pvm trace: \(error)")
                 throw ExitCode(2)
             }
-            printError("pvm trace: wrote \(selected.count) events to \(chrome) (Chrome trace-event JSON; open it at ui.perfetto.dev)")
+            if chrome != TextFile.standardStream {
+                printError("pvm trace: wrote \(selected.count) events to \(chrome) (Chrome trace-event JSON; open it at ui.perfetto.dev)")
+            }
         }
     }
 

@@ -30,15 +30,26 @@ import Testing
         let elements = try XMLChecker.elements(picture.svg())
         #expect(elements.first?.name == "svg")
         let pages = elements.filter { $0.name == "rect" && ($0.attributes["class"] ?? "").hasPrefix("page ") }
-        #expect(pages.count == s.hypervisor.memory.pageCount)
-        #expect(pages.count == 4096)
+        // Every page is a cell or inside a folded band, once.
+        let folds = elements.filter { $0.name == "g" && $0.attributes["class"] == "fold" }
+        let folded = folds.reduce(0) { $0 + Int($1.attributes["data-pages"]!)! }
+        #expect(!folds.isEmpty)
+        #expect(pages.count + folded == s.hypervisor.memory.pageCount)
+        #expect(s.hypervisor.memory.pageCount == 4096)
+        var covered = Set(pages.map { Int($0.attributes["data-page"]!)! })
+        for f in folds {
+            let first = Int(f.attributes["data-first"]!)!
+            for i in first ..< first + Int(f.attributes["data-pages"]!)! { #expect(covered.insert(i).inserted) }
+        }
+        #expect(covered.count == 4096)
         // Page 16 is the guest's, 17 shared back with the host, 20 shared with EL2; 21 gets a DMA dot.
-        let cls = pages.map { $0.attributes["class"]! }
+        var cls: [Int: String] = [:]
+        for p in pages { cls[Int(p.attributes["data-page"]!)!] = p.attributes["class"]! }
         #expect(cls[16] == "page \(PageCategory.guestPrivate(vm: 0).cssClass)")
         #expect(cls[17] == "page \(PageCategory.guestShared(vm: 0).cssClass)")
         #expect(cls[20] == "page \(PageCategory.hostSharedWithHyp.cssClass)")
         #expect(cls[0] == "page c-h")
-        #expect(elements.filter { $0.name == "circle" }.count == 1)
+        #expect(elements.filter { $0.name == "circle" && $0.attributes["class"] == "dma" }.count == 1)
         #expect(snapshot.categories[21] == .host && !snapshot.map.pages[21].dmaDomains.isEmpty)
     }
 
@@ -46,11 +57,14 @@ import Testing
         let s = try session(memory: 64 << 20)
         let picture = OwnershipPicture(InspectionSnapshot(s.hypervisor, title: "regions"), granularity: .region)
         let elements = try XMLChecker.elements(picture.svg())
-        let regions = elements.filter { ($0.attributes["class"] ?? "").hasPrefix("region ") }
-        #expect(regions.count == s.hypervisor.memory.pageCount / 512)
-        #expect(regions.count == picture.cellCount)
-        // The first region holds the guest's pages among the host's: mixed.
-        #expect(regions[0].attributes["class"]?.hasSuffix(" mixed") == true)
+        let regions = elements.filter { $0.name == "g" && ($0.attributes["class"] ?? "").hasPrefix("region") }
+        let folded = elements.filter { $0.attributes["class"] == "fold" }.reduce(0) { $0 + Int($1.attributes["data-pages"]!)! }
+        #expect(regions.count * 512 + folded == s.hypervisor.memory.pageCount)
+        #expect(picture.cellCount == s.hypervisor.memory.pageCount / 512)
+        // The first region holds the guest's pages among the host's: mixed, with a bar for
+        // each kind, the guest's 2 pages of 512 still visible.
+        #expect(regions[0].attributes["class"] == "region mixed")
+        #expect(regions[0].attributes["data-region"] == "0")
     }
 
     @Test func htmlIsWellFormedWithPageDataAndStage2Trees() throws {
@@ -59,7 +73,7 @@ import Testing
         let html = OwnershipPage(snapshot).html()
         let elements = try XMLChecker.elements(html)
         #expect(elements.first?.name == "html")
-        #expect(elements.filter { ($0.attributes["class"] ?? "").hasPrefix("region ") }.count == 8)
+        #expect(elements.filter { ($0.attributes["class"] ?? "").hasPrefix("region") }.count == 8)
         // One category code per page in the zoom data.
         let marker = "const PVM={cats:\""
         let start = try #require(html.range(of: marker)).upperBound

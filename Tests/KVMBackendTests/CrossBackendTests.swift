@@ -20,7 +20,7 @@ struct CrossBackendTests {
 
     @Test(arguments: PKVMProfile.allCases)
     func kvmAndScriptedGiveTheSameAnswers(profile: PKVMProfile) throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-xbackend-\(getpid()).jsonl").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pvm-xbackend-\(getpid())-\(profile).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         let console = Console()
         let m = try machine(.share, profile: profile, trace: try EventTrace(path: path), console: console)
