@@ -13,9 +13,9 @@ import Glibc
 struct BootCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "boot",
-        abstract: "Boot a protected guest (firmware, then IMAGE) on /dev/kvm with EL2 enforcing ownership.",
+        abstract: "Boot a protected guest (firmware, then IMAGE) on KVM or the AArch64 interpreter, with EL2 enforcing ownership.",
         discussion: """
-            IMAGE is an x86-64 ELF64 executable, or the name of a built-in image: \
+            IMAGE is an x86-64 or AArch64 ELF64 executable, or the name of a built-in image: \
             \(EmbeddedImage.guests.map(\.rawValue).joined(separator: ", ")) (default hello). The guest's \
             console goes to standard output (to standard error with --json or --trace -); pvm's \
             messages and the closing summary go to standard error, or with --json the summary goes \
