@@ -63,11 +63,12 @@ let package = Package(
         .target(name: "ScriptedBackend", dependencies: ["VMM", "EL2", "Tracing"]),
         .target(name: "InterpBackend", dependencies: ["VMM", "EL2", "AArch64", "HostMemory", "Disassembly", "Tracing"]),
         .target(name: "Fuzzing", dependencies: ["EL2", "ModelScript", "HostMemory"]),
+        .target(name: "Regression", dependencies: ["EL2", "Tracing"], resources: [.copy("Scenarios")]),
         .executableTarget(
             name: "pvm",
             dependencies: [
                 "EL2", "HostMemory", "ModelScript", "VMM", "KVMBackend", "ScriptedBackend", "InterpBackend", "EmbeddedImages", "KVM",
-                "CKVMBaseline", "Tracing", "Inspection", "Fuzzing",
+                "CKVMBaseline", "Tracing", "Inspection", "Fuzzing", "Regression",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -85,5 +86,6 @@ let package = Package(
         ),
         .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "ModelScript", "EL2"]),
+        .testTarget(name: "RegressionTests", dependencies: ["Regression", "Tracing", "EL2"]),
     ]
 )

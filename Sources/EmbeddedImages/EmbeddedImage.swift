@@ -1,7 +1,7 @@
 /// The firmware and guest images built from Firmware/ and GuestImages/ at build time (the
 /// GuestImageBuilder plugin runs scripts/build-guests.sh), so `pvm boot` needs no file.
 public enum EmbeddedImage: String, CaseIterable, Sendable {
-    case firmware, hello, share, giveaway, bench, dma
+    case firmware, hello, share, giveaway, bench, dma, abi
 
     /// The x86-64 ELF file's bytes (the same as `bytes(for: "x86-64")`).
     public var bytes: [UInt8] { Base64.decode(encoded.x86) }
@@ -25,6 +25,7 @@ public enum EmbeddedImage: String, CaseIterable, Sendable {
         case .giveaway: (EmbeddedImageData.giveaway, EmbeddedImageData.giveaway_aarch64)
         case .bench: (EmbeddedImageData.bench, EmbeddedImageData.bench_aarch64)
         case .dma: (EmbeddedImageData.dma, EmbeddedImageData.dma_aarch64)
+        case .abi: (EmbeddedImageData.abi, EmbeddedImageData.abi_aarch64)
         }
     }
 

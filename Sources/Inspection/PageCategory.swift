@@ -124,7 +124,7 @@ public enum PageCategory: Sendable, Hashable {
 }
 
 /// Text that is safe inside XML character data and attribute values.
-func xmlEscaped(_ s: String) -> String {
+public func xmlEscaped(_ s: String) -> String {
     var o = ""
     o.reserveCapacity(s.utf8.count)
     for c in s.unicodeScalars {

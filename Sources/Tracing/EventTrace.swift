@@ -49,13 +49,14 @@ public final class EventTrace: Sendable {
         return monotonicNanoseconds() &- start
     }
 
-    /// Creates (or truncates) `path`; "-" writes to standard output.
-    public init(path: String) throws(OpenError) {
+    /// Creates (or truncates) `path`; "-" writes to standard output. `observer`, when given,
+    /// also sees every event as it is recorded (`pvm test` records its transcript this way).
+    public init(path: String, observer: (@Sendable (TraceEvent) -> Void)? = nil) throws(OpenError) {
         let fd = path == TextFile.standardStream ? STDOUT_FILENO : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw OpenError(path: path, errno: errno) }
         self.fd = fd
         self.path = path == TextFile.standardStream ? "standard output" : path
-        observer = nil
+        self.observer = observer
         start = monotonicNanoseconds()
     }
 

@@ -107,11 +107,25 @@ struct GuestOptions: ParsableArguments {
     /// built-in image, which exists for both architectures) KVM where it works and the
     /// interpreter everywhere else. Errors are printed as "pvm COMMAND: …" and exit 2.
     func machine(image: String, command: String) throws -> (MachineConfiguration, any ExecutionBackend) {
+        do { return try machine(image: image, command: command, quiet: true) } catch let e as SetupError {
+            throw fatal(command, e.message)
+        }
+    }
+
+    /// Why a machine could not be built (a bad image, an impossible backend), not printed.
+    struct SetupError: Error, CustomStringConvertible {
+        let message: String
+        init(_ message: String) { self.message = message }
+        var description: String { message }
+    }
+
+    /// The same, throwing `SetupError` instead of printing (`pvm test` reports it per scenario).
+    func machine(image: String, command: String, quiet: Bool) throws -> (MachineConfiguration, any ExecutionBackend) {
         let kind = try chooseBackend(image: image, command: command)
         let architecture = kind.architecture
         let (payload, payloadName) = try loadImage(image, architecture: architecture, command: command)
         if let found = Self.elfMachine(payload), found != architecture {
-            throw fatal(command, "\(payloadName) is an \(found) image; the \(kind) backend runs \(architecture) images"
+            throw SetupError("\(payloadName) is an \(found) image; the \(kind) backend runs \(architecture) images"
                         + (found == .aarch64 ? " (use --backend interp)" : " (use --backend kvm)"))
         }
         var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: architecture.rawValue),
@@ -129,7 +143,7 @@ struct GuestOptions: ParsableArguments {
         configuration.profile = try profile(for: payload, name: payloadName, architecture: architecture, command: command)
         if let deterministic {
             guard kind == .interp else {
-                throw fatal(command, "--deterministic needs the interpreter (--backend interp): KVM cannot count instructions")
+                throw SetupError("--deterministic needs the interpreter (--backend interp): KVM cannot count instructions")
             }
             configuration.scheduling = .deterministic(seed: deterministic)
         }
@@ -167,7 +181,7 @@ struct GuestOptions: ParsableArguments {
         case .interp: return InterpBackend()
         case .kvm:
             do { return try KVMBackend() } catch {
-                throw fatal(command, "\(error)" + (KVMBackend.unavailableReason().map { " (\($0))" } ?? "")
+                throw SetupError("\(error)" + (KVMBackend.unavailableReason().map { " (\($0))" } ?? "")
                             + "; --backend interp runs the AArch64 build of the built-in images on any host")
             }
         }
@@ -181,7 +195,7 @@ struct GuestOptions: ParsableArguments {
         let wanted = (try? ELFImage(bytes: payload, name: name, window: 0 ..< .max, machine: architecture))?.requiredProfile
         guard let wanted else { return .mainline }
         guard let profile = PKVMProfile(rawValue: wanted) else {
-            throw fatal(command, "\(name) asks for pKVM profile '\(wanted)', which pvm does not have (mainline, android)")
+            throw SetupError("\(name) asks for pKVM profile '\(wanted)', which pvm does not have (mainline, android)")
         }
         return profile
     }
@@ -190,7 +204,7 @@ struct GuestOptions: ParsableArguments {
     private func loadImage(_ image: String, architecture: GuestArchitecture, command: String) throws -> ([UInt8], String) {
         if !isFile(image) {
             guard let builtIn = EmbeddedImage(rawValue: image), builtIn != .firmware else {
-                throw fatal(command, "no image '\(image)': not a file, and not a built-in image (\(EmbeddedImage.guests.map(\.rawValue).joined(separator: ", ")))")
+                throw SetupError("no image '\(image)': not a file, and not a built-in image (\(EmbeddedImage.guests.map(\.rawValue).joined(separator: ", ")))")
             }
             return (builtIn.bytes(for: architecture.rawValue), image)
         }
@@ -203,9 +217,9 @@ struct GuestOptions: ParsableArguments {
         switch TextFile.read(path, limit: Self.imageLimit) {
         case let .success(bytes): return bytes
         case let .failure(.tooLarge(limit)):
-            throw fatal(command, "\(what) \(path) is larger than \(limit >> 20) MiB; no pvm image is that large")
+            throw SetupError("\(what) \(path) is larger than \(limit >> 20) MiB; no pvm image is that large")
         case let .failure(.unreadable(errno)):
-            throw fatal(command, "cannot read \(what) \(path): \(String(cString: strerror(errno)))")
+            throw SetupError("cannot read \(what) \(path): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -7,7 +7,7 @@ struct PVM: ParsableCommand {
         commandName: "pvm",
         abstract: "Emulate a pKVM-style protected-VM hypervisor: page ownership, stage-2 tables, transitions, guests on KVM or an AArch64 interpreter.",
         version: PVM.version,
-        subcommands: [BootCommand.self, ModelCommand.self, TraceCommand.self, InspectCommand.self, FuzzCommand.self, CheckCommand.self,
+        subcommands: [BootCommand.self, ModelCommand.self, TraceCommand.self, InspectCommand.self, FuzzCommand.self, CheckCommand.self, TestCommand.self,
                       BenchCommand.self]
     )
 

@@ -1,0 +1,184 @@
+/// A hypercall regression scenario: a guest image, the `pvm boot` flags to run it with, and what
+/// must happen — the outcome, each vCPU's transcript (its hypercalls with all four results, and
+/// the faults that are not plain first-touch donations), and the state of named pages at the end.
+/// docs/testing.md documents the file format; `Scenario(parsing:path:)` reads it.
+public struct Scenario: Sendable, Equatable {
+    /// An expected page state at the end of the run, before teardown.
+    public struct PageExpectation: Sendable, Equatable {
+        /// The page as the transcript names it (`ram+0x9000`).
+        public let address: String
+        /// `guest=SHARED_OWNED host=SHARED_BORROWED hyp=NOPAGE`, in that order.
+        public let state: String
+        public let line: Int
+        public init(address: String, state: String, line: Int) {
+            self.address = address
+            self.state = state
+            self.line = line
+        }
+    }
+
+    /// A transcript line with the line of the file that expects it.
+    public struct Expected: Sendable, Equatable {
+        public let text: String
+        public let line: Int
+        /// A `*` line: matches any number of consecutive equal lines, none included (a vCPU
+        /// polling another, whose count depends on timing).
+        public let repeats: Bool
+        public init(text: String, line: Int, repeats: Bool = false) {
+            self.text = text
+            self.line = line
+            self.repeats = repeats
+        }
+    }
+
+    public var name: String
+    /// Where the file is (for messages and for image paths relative to it).
+    public var path: String
+    /// A built-in image name, or a path (relative to the scenario file's directory).
+    public var image: String
+    /// `pvm boot` flags: profile, vCPUs, memory, protection, IOMMU mode, argument.
+    public var flags: [String]
+    /// `powered-off`, `faulted`, `reset`.
+    public var outcome: String
+    public var outcomeLine: Int
+    /// Per vCPU, in order.
+    public var transcripts: [Int: [Expected]]
+    public var pages: [PageExpectation]
+    /// Backends the scenario does not run on, with why (`skip interp: needs ...`).
+    public var skips: [String: String]
+
+    public static let outcomes = ["powered-off", "faulted", "reset"]
+
+    public init(name: String, path: String, image: String, flags: [String], outcome: String,
+                transcripts: [Int: [Expected]], pages: [PageExpectation], skips: [String: String] = [:]) {
+        self.name = name
+        self.path = path
+        self.image = image
+        self.flags = flags
+        self.outcome = outcome
+        outcomeLine = 0
+        self.transcripts = transcripts
+        self.pages = pages
+        self.skips = skips
+    }
+
+    /// Reads a scenario file. Every malformed line is an error naming the file and the line;
+    /// a file without `image` or `outcome` is refused, so a broken file never passes.
+    /// `recording` accepts a file without an outcome (`pvm test --record` writes one).
+    public init(parsing text: String, path: String, recording: Bool = false) throws(ScenarioError) {
+        var name: String?
+        var image: String?
+        var flags: [String] = []
+        var outcome: String?
+        var outcomeLine = 0
+        var transcripts: [Int: [Expected]] = [:]
+        var pages: [PageExpectation] = []
+        var skips: [String: String] = [:]
+        var vcpu: Int?
+        func fail(_ line: Int, _ message: String) -> ScenarioError { ScenarioError(path: path, line: line, message: message) }
+        guard text.utf8.count <= Self.sizeLimit else { throw fail(0, "larger than \(Self.sizeLimit >> 10) KiB") }
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            let code = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            var words = code.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+            let repeats = words.first == "*"
+            if repeats { words.removeFirst() }
+            guard let keyword = words.first else {
+                if repeats { throw fail(number, "'*' must be followed by an hvc or fault line") }
+                continue
+            }
+            if repeats, keyword != "hvc", keyword != "fault" { throw fail(number, "'*' applies to hvc and fault lines only") }
+            let rest = Array(words.dropFirst())
+            switch keyword {
+            case "scenario":
+                guard rest.count == 1 else { throw fail(number, "scenario takes one name") }
+                name = rest[0]
+            case "image":
+                guard rest.count == 1 else { throw fail(number, "image takes one built-in name or path") }
+                image = rest[0]
+            case "flags":
+                flags += rest
+            case "outcome":
+                guard rest.count == 1, Self.outcomes.contains(rest[0]) else {
+                    throw fail(number, "outcome must be one of \(Self.outcomes.joined(separator: ", "))")
+                }
+                outcome = rest[0]
+                outcomeLine = number
+            case "skip":
+                guard rest.count >= 2, ["kvm", "interp"].contains(rest[0]) else { throw fail(number, "skip takes a backend (kvm, interp) and a reason") }
+                skips[rest[0]] = rest.dropFirst().joined(separator: " ")
+            case "vcpu":
+                guard rest.count == 1, let n = Int(rest[0]), (0 ..< 64).contains(n) else { throw fail(number, "vcpu takes a vCPU index, 0 to 63") }
+                guard transcripts[n] == nil else { throw fail(number, "vcpu \(n) appears twice") }
+                vcpu = n
+                transcripts[n] = []
+            case "hvc", "fault":
+                guard let v = vcpu else { throw fail(number, "\(keyword) before any 'vcpu N' line") }
+                let line = words.joined(separator: " ")
+                if let problem = Self.checkTranscriptLine(words) { throw fail(number, problem) }
+                transcripts[v]!.append(Expected(text: line, line: number, repeats: repeats))
+            case "page":
+                guard rest.count == 4, rest[0].hasPrefix("ram+") || rest[0].hasPrefix("scratch+"),
+                      rest[1].hasPrefix("guest="), rest[2].hasPrefix("host="), rest[3].hasPrefix("hyp=") else {
+                    throw fail(number, "page takes ram+OFFSET or scratch+OFFSET, then guest=STATE host=STATE hyp=STATE")
+                }
+                pages.append(PageExpectation(address: rest[0], state: rest[1...].joined(separator: " "), line: number))
+            default:
+                throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, outcome, skip, vcpu, hvc, fault, page)")
+            }
+        }
+        guard let image else { throw fail(0, "no 'image' line") }
+        guard let outcome = outcome ?? (recording ? "powered-off" : nil) else { throw fail(0, "no 'outcome' line") }
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        self.init(name: name ?? (base.hasSuffix(".scenario") ? String(base.dropLast(9)) : base), path: path, image: image,
+                  flags: flags, outcome: outcome, transcripts: transcripts, pages: pages, skips: skips)
+        self.outcomeLine = outcomeLine
+    }
+
+    /// The largest scenario file read.
+    public static let sizeLimit = 1 << 20
+
+    /// `hvc NAME A1 A2 A3 -> R0 R1 R2 R3` or `fault ACCESS ADDRESS ACTION`.
+    static func checkTranscriptLine(_ w: [String]) -> String? {
+        if w[0] == "hvc" {
+            guard w.count == 10, w[5] == "->" else { return "hvc takes NAME A1 A2 A3 -> R0 R1 R2 R3" }
+            for v in w[2 ... 4] + w[6 ... 9] where !Transcript.isValue(v) { return "'\(v)' is not a value (0x.., ram+0x.., scratch+0x.., img, dev:NAME+0x..)" }
+            return nil
+        }
+        guard w.count == 4 else { return "fault takes ACCESS ADDRESS ACTION" }
+        guard ["read", "write", "fetch", "share", "unknown"].contains(w[1]) else { return "fault access must be read, write, fetch, share or unknown" }
+        guard Transcript.isValue(w[2]) else { return "'\(w[2])' is not an address" }
+        guard ["donated", "shared", "stopped", "poisoned", "refused"].contains(w[3]) else {
+            return "fault action must be donated, shared, stopped, poisoned or refused"
+        }
+        return nil
+    }
+
+    /// The scenario as a file: what `pvm test --record` writes.
+    public var text: String {
+        var o = "# pvm test scenario (docs/testing.md)\nscenario \(name)\nimage \(image)\n"
+        if !flags.isEmpty { o += "flags \(flags.joined(separator: " "))\n" }
+        for (backend, why) in skips.sorted(by: { $0.key < $1.key }) { o += "skip \(backend) \(why)\n" }
+        o += "outcome \(outcome)\n"
+        for v in transcripts.keys.sorted() {
+            o += "\nvcpu \(v)\n"
+            for e in transcripts[v]! { o += (e.repeats ? "* " : "  ") + e.text + "\n" }
+        }
+        if !pages.isEmpty { o += "\n" }
+        for p in pages { o += "page \(p.address) \(p.state)\n" }
+        return o
+    }
+}
+
+/// A scenario file that cannot be used: the file, the line (0: the file as a whole), what is wrong.
+public struct ScenarioError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+    public let line: Int
+    public let message: String
+    public init(path: String, line: Int, message: String) {
+        self.path = path
+        self.line = line
+        self.message = message
+    }
+    public var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import EL2
+import Foundation
+import KVMBackend
+import Regression
+import Tracing
+import VMM
+
+/// Runs one scenario on one backend: builds the machine from the scenario's `pvm boot` flags,
+/// records the transcript from the trace (kept in a file, deleted when the scenario passes),
+/// reads the named pages' states before teardown, checks teardown, and compares.
+struct ScenarioRunner: Sendable {
+    enum Verdict: Equatable, Sendable {
+        case passed
+        case failed(String)
+        case skipped(String)
+        /// The scenario could not run: a bad image, bad flags, a VMM error.
+        case error(String)
+    }
+
+    struct Result: Sendable {
+        let scenario: Scenario
+        let backend: GuestOptions.BackendKind
+        let verdict: Verdict
+        let seconds: Double
+        /// The full trace, when it was kept (a failure).
+        let tracePath: String?
+        /// What the run did, for `--record`.
+        let transcript: Transcript
+        let outcome: String
+        let pages: [Scenario.PageExpectation]
+    }
+
+    let deterministic: UInt64?
+    let traceDirectory: String
+    /// Record mode: no comparison; named pages are the ones the payload's calls touched.
+    let recording: Bool
+
+    func run(_ scenario: Scenario, on backend: GuestOptions.BackendKind) -> Result {
+        let start = monotonicNanoseconds()
+        func result(_ v: Verdict, trace: String? = nil, transcript: Transcript = Transcript(), outcome: String = "",
+                    pages: [Scenario.PageExpectation] = []) -> Result {
+            Result(scenario: scenario, backend: backend, verdict: v, seconds: Double(monotonicNanoseconds() - start) / 1e9,
+                   tracePath: trace, transcript: transcript, outcome: outcome, pages: pages)
+        }
+        if let why = scenario.skips[backend.rawValue] { return result(.skipped(why)) }
+        if backend == .kvm, let why = KVMBackend.unavailableReason() { return result(.skipped(why)) }
+        var flags = scenario.flags + ["--backend", backend.rawValue]
+        if let deterministic, backend == .interp { flags += ["--deterministic", String(deterministic)] }
+        let options: GuestOptions
+        do {
+            options = try GuestOptions.parse(flags)
+            try options.check()
+        } catch {
+            return result(.error("\(scenario.path): flags: \(GuestOptions.message(for: error).split(separator: "\n").first ?? "")"))
+        }
+        let image = Self.resolve(scenario.image, relativeTo: scenario.path)
+        let built: (MachineConfiguration, any ExecutionBackend)
+        do { built = try options.machine(image: image, command: "test", quiet: true) } catch {
+            return result(.error("\(scenario.path): \(error)"))
+        }
+        var (configuration, executor) = built
+        let layout = MachineLayout(architecture: executor.architecture, ram: configuration.memory)
+        // The payload's extent, as payload.h computes __scratch_start: the end of its last segment.
+        let segments = (try? ELFImage(bytes: configuration.payload, name: "payload", window: 0 ..< .max,
+                                      machine: executor.architecture))?.segments ?? []
+        let imageStart = segments.map(\.address).min() ?? layout.payloadWindow.lowerBound
+        let imageEnd = ((segments.map { $0.address + $0.memorySize }.max() ?? imageStart) + 0xFFF) & ~0xFFF
+        let map = AddressMap(ram: layout.ram.lowerBound ..< layout.ram.upperBound, image: imageStart ..< imageEnd, devices: [
+            ("console", layout.console ..< layout.console + 0x1000), ("block", layout.block ..< layout.block + 0x1000),
+            ("dma", layout.dma ..< layout.dma + 0x1000),
+        ])
+        let recorder = TranscriptRecorder(map: map, waitForPayload: options.firmware == nil)
+        let tracePath = traceDirectory + "/pvm-test-\(scenario.name)-\(backend.rawValue)-\(getpid()).jsonl"
+        do {
+            configuration.trace = try EventTrace(path: tracePath) { recorder.observe($0) }
+        } catch { return result(.error("\(error)")) }
+        configuration.console = { recorder.console($0) }
+        let outcome: String
+        var pages: [Scenario.PageExpectation] = []
+        do {
+            let machine = try Machine(configuration, backend: executor)
+            outcome = switch try machine.run() {
+            case .poweredOff: "powered-off"
+            case .faulted: "faulted"
+            case .reset: "reset"
+            case let .interrupted(signal): "interrupted by signal \(signal)"
+            }
+            let wanted = recording ? Array(Set(scenario.pages.map(\.address) + recorder.namedPages)).sorted {
+                (map.ipa($0) ?? 0) < (map.ipa($1) ?? 0)
+            } : scenario.pages.map(\.address)
+            for (n, address) in wanted.enumerated() {
+                let line = recording ? n : scenario.pages[n].line
+                pages.append(.init(address: address, state: Self.state(of: address, map: map, in: machine), line: line))
+            }
+            let teardown = try machine.teardown()
+            guard teardown.isClean else {
+                return result(.failed("teardown: \(teardown.leaks.count) leaked pages, \(teardown.violations.count) invariant violations"
+                                      + (teardown.violations.first.map { ": \($0)" } ?? "")), trace: tracePath)
+            }
+        } catch {
+            return result(.error("\(scenario.path) on \(backend.rawValue): \(error)"), trace: tracePath)
+        }
+        let transcript = recorder.transcript
+        if recording {
+            try? FileManager.default.removeItem(atPath: tracePath)
+            return result(.passed, transcript: transcript, outcome: outcome, pages: pages)
+        }
+        var problem: String?
+        if outcome != scenario.outcome {
+            problem = "outcome (\(scenario.path):\(scenario.outcomeLine)):\n      expected: \(scenario.outcome)\n      actual:   \(outcome)"
+        } else if let d = TranscriptComparison.firstDivergence(scenario, transcript) {
+            problem = d
+        } else {
+            for (e, a) in zip(scenario.pages, pages) where e.state != a.state {
+                problem = "page \(e.address) at the end (\(scenario.path):\(e.line)):\n      expected: \(e.state)\n      actual:   \(a.state)"
+                break
+            }
+        }
+        if let problem { return result(.failed(problem), trace: tracePath, transcript: transcript, outcome: outcome, pages: pages) }
+        try? FileManager.default.removeItem(atPath: tracePath)
+        return result(.passed, transcript: transcript, outcome: outcome, pages: pages)
+    }
+
+    /// `guest=STATE host=STATE hyp=STATE` of the guest page at `address`, from EL2's tables.
+    static func state(of address: String, map: AddressMap, in machine: Machine) -> String {
+        guard let ipa = map.ipa(address) else { return "guest=? host=? hyp=?" }
+        guard let view = try? machine.hypervisor.guestPageView(vm: machine.handle, gfn: GFN(ipa >> 12)) else {
+            return "guest=? host=? hyp=?"
+        }
+        guard let pa = view.phys, let page = machine.hypervisor.pageView(pa) else {
+            return "guest=\(view.state) host=- hyp=-"
+        }
+        return "guest=\(view.state) host=\(page.host) hyp=\(page.hyp)"
+    }
+
+    /// A built-in name stays a name; a path is taken relative to the scenario file's directory.
+    static func resolve(_ image: String, relativeTo scenarioPath: String) -> String {
+        guard image.contains("/") || image.hasSuffix(".elf") else { return image }
+        if image.hasPrefix("/") { return image }
+        let dir = scenarioPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return dir.isEmpty ? image : dir + "/" + image
+    }
+}
