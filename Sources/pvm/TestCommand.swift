@@ -89,7 +89,11 @@ struct TestCommand: ParsableCommand {
         let wall = Double(monotonicNanoseconds() - started) / 1e9
         if record { return try write(results) }
         let report = TestReport(results: results, broken: loaded.compactMap(\.error), wall: wall)
-        if json { print(report.json) } else { print(report.ktap, terminator: "") }
+        if json { print(report.json) } else if junit == TextFile.standardStream {
+            printError(report.ktap, newline: false)  // standard output carries the XML
+        } else {
+            print(report.ktap, terminator: "")
+        }
         if let junit {
             do { try TextFile.write(report.junit, to: junit) } catch { printError("pvm test: \(error)"); throw ExitCode(2) }
         }
