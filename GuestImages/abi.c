@@ -19,6 +19,9 @@
 
 /* payload_argument bit 0: also run the MEM_SHARE probes outside RAM (they stop a protected VM). */
 #define ABI_ARG_OUTSIDE_RAM_PROBES (1ULL << 0)
+/* payload_argument bit 1: touch page C again just before SYSTEM_OFF, for scenarios in which the
+ * host has force-reclaimed it meanwhile (the access must find it poisoned). */
+#define ABI_ARG_TOUCH_C_AT_END (1ULL << 1)
 
 /* Function IDs no table row names (docs/abi.md: "any other function" is NOT_SUPPORTED). */
 #define ABI_UNKNOWN_VENDOR_HYP_FID 0x8600FFFFU  /* vendor hypervisor service, function 0xFFFF */
@@ -211,6 +214,11 @@ int main(const struct pvm_boot_config *config)
     mmio_guard(&p, guard_device);
     psci(config->load_window_start);
     linux_driver(&p, granule);
+
+    if (config->payload_argument & ABI_ARG_TOUCH_C_AT_END) {
+        section("touch C again");
+        touch(p.base + PAGE_C * PVM_PAGE_SIZE, 0xCC);
+    }
 
     section("system_off");
     psci_system_off();

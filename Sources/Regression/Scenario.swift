@@ -3,6 +3,20 @@
 /// the faults that are not plain first-touch donations), and the state of named pages at the end.
 /// docs/testing.md documents the file format; `Scenario(parsing:path:)` reads it.
 public struct Scenario: Sendable, Equatable {
+    /// The host touching a guest page when an event of the payload happens (the event in
+    /// `pvm inspect --at` syntax, counted from the payload's start): it reads the page; EL2 refuses a protected guest's page, and the host then
+    /// force-reclaims it (`__pkvm_host_force_reclaim_page_guest`), poisoning the guest's entry.
+    public struct HostAction: Sendable, Equatable {
+        public let address: String
+        public let event: String
+        public let line: Int
+        public init(address: String, event: String, line: Int) {
+            self.address = address
+            self.event = event
+            self.line = line
+        }
+    }
+
     /// An expected page state at the end of the run, before teardown.
     public struct PageExpectation: Sendable, Equatable {
         /// The page as the transcript names it (`ram+0x9000`).
@@ -44,6 +58,8 @@ public struct Scenario: Sendable, Equatable {
     /// Per vCPU, in order.
     public var transcripts: [Int: [Expected]]
     public var pages: [PageExpectation]
+    /// Host actions to take during the run: `host touch ADDRESS at EVENT`.
+    public var hostActions: [HostAction] = []
     /// Backends the scenario does not run on, with why (`skip interp: needs ...`).
     public var skips: [String: String]
 
@@ -74,6 +90,7 @@ public struct Scenario: Sendable, Equatable {
         var transcripts: [Int: [Expected]] = [:]
         var pages: [PageExpectation] = []
         var skips: [String: String] = [:]
+        var hostActions: [HostAction] = []
         var vcpu: Int?
         func fail(_ line: Int, _ message: String) -> ScenarioError { ScenarioError(path: path, line: line, message: message) }
         guard text.utf8.count <= Self.sizeLimit else { throw fail(0, "larger than \(Self.sizeLimit >> 10) KiB") }
@@ -112,7 +129,12 @@ public struct Scenario: Sendable, Equatable {
                 guard transcripts[n] == nil else { throw fail(number, "vcpu \(n) appears twice") }
                 vcpu = n
                 transcripts[n] = []
-            case "hvc", "fault":
+            case "host" where rest.first == "touch":
+                guard rest.count == 4, rest[0] == "touch", rest[1].hasPrefix("ram+") || rest[1].hasPrefix("scratch+"), rest[2] == "at" else {
+                    throw fail(number, "host takes touch ADDRESS at EVENT (ADDRESS ram+.. or scratch+..)")
+                }
+                hostActions.append(HostAction(address: rest[1], event: rest[3], line: number))
+            case "hvc", "fault", "host":
                 guard let v = vcpu else { throw fail(number, "\(keyword) before any 'vcpu N' line") }
                 let line = words.joined(separator: " ")
                 if let problem = Self.checkTranscriptLine(words) { throw fail(number, problem) }
@@ -124,7 +146,7 @@ public struct Scenario: Sendable, Equatable {
                 }
                 pages.append(PageExpectation(address: rest[0], state: rest[1...].joined(separator: " "), line: number))
             default:
-                throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, outcome, skip, vcpu, hvc, fault, page)")
+                throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, outcome, skip, host, vcpu, hvc, fault, page)")
             }
         }
         guard let image else { throw fail(0, "no 'image' line") }
@@ -133,6 +155,7 @@ public struct Scenario: Sendable, Equatable {
         self.init(name: name ?? (base.hasSuffix(".scenario") ? String(base.dropLast(9)) : base), path: path, image: image,
                   flags: flags, outcome: outcome, transcripts: transcripts, pages: pages, skips: skips)
         self.outcomeLine = outcomeLine
+        self.hostActions = hostActions
     }
 
     /// The largest scenario file read.
@@ -140,6 +163,13 @@ public struct Scenario: Sendable, Equatable {
 
     /// `hvc NAME A1 A2 A3 -> R0 R1 R2 R3` or `fault ACCESS ADDRESS ACTION`.
     static func checkTranscriptLine(_ w: [String]) -> String? {
+        if w[0] == "host" {
+            // What the host did: `host read ADDRESS -> RESULT`, `host force-reclaim ADDRESS -> RESULT`.
+            guard w.count == 5, ["read", "force-reclaim"].contains(w[1]), Transcript.isValue(w[2]), w[3] == "->" else {
+                return "a host transcript line is host read|force-reclaim ADDRESS -> RESULT"
+            }
+            return nil
+        }
         if w[0] == "hvc" {
             guard w.count == 10, w[5] == "->" else { return "hvc takes NAME A1 A2 A3 -> R0 R1 R2 R3" }
             for v in w[2 ... 4] + w[6 ... 9] where !Transcript.isValue(v) { return "'\(v)' is not a value (0x.., ram+0x.., scratch+0x.., img, dev:NAME+0x..)" }
@@ -159,6 +189,7 @@ public struct Scenario: Sendable, Equatable {
         var o = "# pvm test scenario (docs/testing.md)\nscenario \(name)\nimage \(image)\n"
         if !flags.isEmpty { o += "flags \(flags.joined(separator: " "))\n" }
         for (backend, why) in skips.sorted(by: { $0.key < $1.key }) { o += "skip \(backend) \(why)\n" }
+        for h in hostActions { o += "host touch \(h.address) at \(h.event)\n" }
         o += "outcome \(outcome)\n"
         for v in transcripts.keys.sorted() {
             o += "\nvcpu \(v)\n"

@@ -144,6 +144,18 @@ public final class TranscriptRecorder: Sendable {
 
     public var transcript: Transcript { state.withLock { $0.transcript } }
 
+    /// Whether the payload runs yet (host actions count events from then on, as the transcript does).
+    public var isInPayload: Bool { state.withLock { $0.inPayload } }
+
+    /// A line the runner adds for the host's own action, in the transcript of the vCPU whose
+    /// event triggered it.
+    public func host(_ line: String, vcpu: Int) {
+        state.withLock { $0.transcript.lines[vcpu, default: []].append(line) }
+    }
+
+    /// `name` as this run's IPA, for the runner's host actions.
+    public func ipa(_ name: String) -> UInt64? { map.ipa(name) }
+
     /// The RAM pages the payload's memory calls named, as `ram+0x...`, for `--record`.
     public var namedPages: [String] {
         state.withLock { $0.ipaArguments }.sorted { (map.ipa($0) ?? 0) < (map.ipa($1) ?? 0) }

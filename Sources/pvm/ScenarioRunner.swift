@@ -2,6 +2,7 @@ import ArgumentParser
 import EL2
 import Foundation
 import KVMBackend
+import Synchronization
 import Regression
 import Tracing
 import VMM
@@ -71,15 +72,35 @@ struct ScenarioRunner: Sendable {
             ("dma", layout.dma ..< layout.dma + 0x1000),
         ])
         let recorder = TranscriptRecorder(map: map, waitForPayload: options.firmware == nil)
+        var actions: [(action: Scenario.HostAction, point: CapturePoint)] = []
+        for a in scenario.hostActions {
+            guard let point = CapturePoint(a.event) else {
+                return result(.error("\(scenario.path):\(a.line): host touch: '\(a.event)' is not an event (\(CapturePoint.forms))"))
+            }
+            actions.append((a, point))
+        }
+        let machineBox = Mutex<Machine?>(nil)
+        let seen = Mutex([Int](repeating: 0, count: actions.count))
         let tracePath = traceDirectory + "/pvm-test-\(scenario.name)-\(backend.rawValue)-\(getpid()).jsonl"
         do {
-            configuration.trace = try EventTrace(path: tracePath) { recorder.observe($0) }
+            configuration.trace = try EventTrace(path: tracePath) { [actions] event in
+                recorder.observe(event)
+                for (k, a) in actions.enumerated() where a.point.counts(event) && recorder.isInPayload {
+                    let n = seen.withLock { counts -> Int in
+                        counts[k] += 1
+                        return counts[k]
+                    }
+                    guard n == a.point.occurrence, let machine = machineBox.withLock({ $0 }) else { continue }
+                    Self.hostTouch(a.action.address, machine: machine, recorder: recorder, vcpu: Self.vcpu(of: event))
+                }
+            }
         } catch { return result(.error("\(error)")) }
         configuration.console = { recorder.console($0) }
         let outcome: String
         var pages: [Scenario.PageExpectation] = []
         do {
             let machine = try Machine(configuration, backend: executor)
+            machineBox.withLock { $0 = machine }
             outcome = switch try machine.run() {
             case .poweredOff: "powered-off"
             case .faulted: "faulted"
@@ -122,6 +143,37 @@ struct ScenarioRunner: Sendable {
         return result(.passed, transcript: transcript, outcome: outcome, pages: pages)
     }
 
+    /// The host reads the guest page at `address`, as a VMM touching guest memory does. If EL2
+    /// refuses (the page is the protected guest's), the host force-reclaims it
+    /// (`__pkvm_host_force_reclaim_page_guest`), as Android's host does after such a fault.
+    /// Both results join the transcript of the vCPU whose event triggered it.
+    static func hostTouch(_ address: String, machine: Machine, recorder: TranscriptRecorder, vcpu: Int) {
+        guard let ipa = recorder.ipa(address) else { return }
+        let view = try? machine.hypervisor.guestPageView(vm: machine.handle, gfn: GFN(ipa >> 12))
+        do {
+            _ = try machine.accessor.read(gpa: ipa, count: 1)
+            recorder.host("host read \(address) -> 0", vcpu: vcpu)
+        } catch {
+            recorder.host("host read \(address) -> \(error.error)", vcpu: vcpu)
+            guard let pa = view?.phys else { return recorder.host("host force-reclaim \(address) -> -ENOENT", vcpu: vcpu) }
+            let outcome: String
+            do {
+                try machine.hypervisor.hostForceReclaimPageGuest(pa)
+                outcome = "0"
+            } catch { outcome = "\(error)" }
+            recorder.host("host force-reclaim \(address) -> \(outcome)", vcpu: vcpu)
+        }
+    }
+
+    static func vcpu(of event: TraceEvent) -> Int {
+        switch event {
+        case let .hypercall(h): h.vcpu
+        case let .fault(f): if case let .vcpu(_, index) = f.source { index } else { 0 }
+        case let .power(vcpu, _): vcpu
+        default: 0
+        }
+    }
+
     /// `guest=STATE host=STATE hyp=STATE` of the guest page at `address`, from EL2's tables.
     static func state(of address: String, map: AddressMap, in machine: Machine) -> String {
         guard let ipa = map.ipa(address) else { return "guest=? host=? hyp=?" }
@@ -129,6 +181,7 @@ struct ScenarioRunner: Sendable {
             return "guest=? host=? hyp=?"
         }
         guard let pa = view.phys, let page = machine.hypervisor.pageView(pa) else {
+            if (try? machine.hypervisor.isPoisoned(vm: machine.handle, ipa: IPA(ipa))) == true { return "guest=POISONED host=- hyp=-" }
             return "guest=\(view.state) host=- hyp=-"
         }
         return "guest=\(view.state) host=\(page.host) hyp=\(page.hyp)"

@@ -10,11 +10,13 @@ import Testing
         image share
         flags --pkvm-abi android --vcpus 2
         outcome powered-off
+        host touch scratch+0x2000 at hypercall:MMIO_GUARD_INFO
         vcpu 0
           hvc MEM_SHARE scratch+0x0 0x0 0x0 -> 0x0 0x1 0x0 0x0   # trailing comment
         * hvc PSCI_AFFINITY_INFO 0x1 0x0 0x0 -> 0x0 0x0 0x0 0x0
           hvc PSCI_AFFINITY_INFO 0x1 0x0 0x0 -> 0x1 0x0 0x0 0x0
           fault write ram+0x100d000 stopped
+          host force-reclaim scratch+0x2000 -> 0
         vcpu 1
           hvc PSCI_CPU_OFF 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0
         page scratch+0x0 guest=SHARED_OWNED host=SHARED_BORROWED hyp=NOPAGE
@@ -23,11 +25,14 @@ import Testing
     @Test func aGoodFileParsesAndRoundTrips() throws {
         let s = try Scenario(parsing: Self.good, path: "demo.scenario")
         #expect(s.name == "demo" && s.image == "share" && s.flags == ["--pkvm-abi", "android", "--vcpus", "2"])
-        #expect(s.transcripts[0]?.count == 4 && s.transcripts[0]?[1].repeats == true && s.transcripts[0]?[1].line == 8)
-        #expect(s.pages == [.init(address: "scratch+0x0", state: "guest=SHARED_OWNED host=SHARED_BORROWED hyp=NOPAGE", line: 13)])
+        #expect(s.transcripts[0]?.count == 5 && s.transcripts[0]?[1].repeats == true && s.transcripts[0]?[1].line == 9)
+        #expect(s.transcripts[0]?[4].text == "host force-reclaim scratch+0x2000 -> 0")
+        #expect(s.hostActions == [.init(address: "scratch+0x2000", event: "hypercall:MMIO_GUARD_INFO", line: 6)])
+        #expect(s.pages == [.init(address: "scratch+0x0", state: "guest=SHARED_OWNED host=SHARED_BORROWED hyp=NOPAGE", line: 15)])
         let again = try Scenario(parsing: s.text, path: "demo.scenario")
         #expect(again.transcripts.mapValues { $0.map(\.text) } == s.transcripts.mapValues { $0.map(\.text) })
         #expect(again.pages.map(\.state) == s.pages.map(\.state))
+        #expect(again.hostActions.map(\.event) == s.hostActions.map(\.event))
     }
 
     @Test(arguments: [
@@ -40,6 +45,8 @@ import Testing
         ("image hello\noutcome powered-off\npage 0x1000 guest=OWNED host=NOPAGE hyp=NOPAGE\n", 3, "page takes ram+OFFSET"),
         ("image hello\noutcome powered-off\n* page ram+0x0 guest=OWNED host=NOPAGE hyp=NOPAGE\n", 3, "'*' applies to hvc and fault lines only"),
         ("image hello\noutcome powered-off\nvcpu 0\nvcpu 0\n", 4, "vcpu 0 appears twice"),
+        ("image hello\noutcome powered-off\nhost touch 0x1000 at fault\n", 3, "host takes touch ADDRESS at EVENT"),
+        ("image hello\noutcome powered-off\nvcpu 0\n  host poke ram+0x0 -> 0\n", 4, "host read|force-reclaim ADDRESS -> RESULT"),
         ("outcome powered-off\n", 0, "no 'image' line"),
         ("image hello\n", 0, "no 'outcome' line"),
     ])
@@ -59,19 +66,19 @@ import Testing
         var t = Transcript()
         let share = "hvc MEM_SHARE scratch+0x0 0x0 0x0 -> 0x0 0x1 0x0 0x0"
         let on = "hvc PSCI_AFFINITY_INFO 0x1 0x0 0x0 -> 0x0 0x0 0x0 0x0", off = "hvc PSCI_AFFINITY_INFO 0x1 0x0 0x0 -> 0x1 0x0 0x0 0x0"
-        let stop = "fault write ram+0x100d000 stopped"
+        let stop = "fault write ram+0x100d000 stopped", reclaim = "host force-reclaim scratch+0x2000 -> 0"
         t.lines[1] = ["hvc PSCI_CPU_OFF 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0"]
         for polls in [0, 1, 5] {
-            t.lines[0] = [share] + Array(repeating: on, count: polls) + [off, stop]
+            t.lines[0] = [share] + Array(repeating: on, count: polls) + [off, stop, reclaim]
             #expect(TranscriptComparison.firstDivergence(s, t) == nil, "\(polls) polls")
         }
         t.lines[0] = [share, off]
         let d = try #require(TranscriptComparison.firstDivergence(s, t))
-        #expect(d.contains("demo.scenario:10") && d.contains("expected: \(stop)") && d.contains("actual:   (nothing more)"), "\(d)")
-        t.lines[0] = [share, off, stop, stop]
+        #expect(d.contains("demo.scenario:11") && d.contains("expected: \(stop)") && d.contains("actual:   (nothing more)"), "\(d)")
+        t.lines[0] = [share, off, stop, reclaim, stop]
         #expect(TranscriptComparison.firstDivergence(s, t)?.contains("after the last line of vcpu 0") == true)
         t.lines[2] = ["hvc PSCI_CPU_OFF 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0"]
-        t.lines[0] = [share, off, stop]
+        t.lines[0] = [share, off, stop, reclaim]
         #expect(TranscriptComparison.firstDivergence(s, t)?.hasPrefix("vcpu 2") == true)
     }
 
