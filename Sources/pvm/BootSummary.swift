@@ -48,8 +48,13 @@ struct BootSummary {
         return JSONValue.object(o).description
     }
 
-    private var outcomeName: String {
-        switch outcome {
+    private var outcomeName: String { outcome.name }
+}
+
+extension RunOutcome {
+    /// How `pvm boot --json` and scenario files (`outcome` lines) name an ending.
+    var name: String {
+        switch self {
         case .poweredOff: "powered-off"
         case .reset: "reset"
         case .faulted: "faulted"

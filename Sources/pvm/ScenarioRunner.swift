@@ -101,12 +101,7 @@ struct ScenarioRunner: Sendable {
         do {
             let machine = try Machine(configuration, backend: executor)
             machineBox.withLock { $0 = machine }
-            outcome = switch try machine.run() {
-            case .poweredOff: "powered-off"
-            case .faulted: "faulted"
-            case .reset: "reset"
-            case let .interrupted(signal): "interrupted by signal \(signal)"
-            }
+            outcome = try machine.run().name
             let wanted = recording ? Array(Set(scenario.pages.map(\.address) + recorder.namedPages)).sorted {
                 (map.ipa($0) ?? 0) < (map.ipa($1) ?? 0)
             } : scenario.pages.map(\.address)

@@ -55,7 +55,7 @@ struct TestReport {
     var timing: String {
         var parts: [String] = []
         for b in GuestOptions.BackendKind.allCases {
-            let ran = results.filter { $0.backend == b && $0.verdict != .skipped("") && !isSkip($0.verdict) }
+            let ran = results.filter { $0.backend == b && !isSkip($0.verdict) }
             if !ran.isEmpty { parts.append("\(b.rawValue) \(format2(ran.reduce(0) { $0 + $1.seconds })) s") }
         }
         return "time: " + (parts.isEmpty ? "nothing ran" : parts.joined(separator: ", ")) + " (summed per backend); \(format2(wall)) s wall"
