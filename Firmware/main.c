@@ -140,8 +140,10 @@ void fw_main(const struct pvm_boot_config *boot_config, u64 handoff)
     u64 staged_end;
     if (size == 0)
         reject("empty payload (payload_size is 0)");
-    if (payload < FW_STAGING_START || __builtin_add_overflow(payload, size, &staged_end) ||
-        staged_end > FW_STAGING_END)
+    /* A Linux Image is verified where the VMM loaded it; an ELF payload must be staged. */
+    bool linux_image = fw_arch_is_linux_image(config);
+    if (!linux_image && (payload < FW_STAGING_START || __builtin_add_overflow(payload, size, &staged_end) ||
+                         staged_end > FW_STAGING_END))
         reject("payload does not fit the staging area " FW_STAGING_TEXT);
 
     u8 digest[SHA256_DIGEST_SIZE];
@@ -158,6 +160,9 @@ void fw_main(const struct pvm_boot_config *boot_config, u64 handoff)
     console_puts("pvmfw: payload ");
     console_dec(size);
     console_puts(" bytes, SHA-256 ok\n");
+
+    if (linux_image)
+        reject(fw_arch_boot_linux(config, handoff)); /* returns only to say why not */
 
     /* 6. Strict ELF checks against the load window. */
     u64 window_start = config->load_window_start;

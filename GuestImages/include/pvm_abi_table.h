@@ -193,6 +193,11 @@
 #define PVM_A64_UART_MMIO_GPA                0x09000000ULL
 #define PVM_A64_BLOCK_MMIO_GPA               0x0A001000ULL
 #define PVM_A64_DMA_MMIO_GPA                 0x0A002000ULL
+#define PVM_A64_GICD_GPA                     0x08000000ULL
+#define PVM_A64_GICR_GPA                     0x080A0000ULL
+#define PVM_A64_GICR_STRIDE                  0x20000ULL
+#define PVM_A64_UART_SPI                     1ULL
+#define PVM_A64_LINUX_KERNEL_GPA             0x80000000ULL
 #define PVM_A64_COUNTER_FREQUENCY            62500000ULL
 #define PVM_PL011_DR                         0x000ULL
 #define PVM_PL011_FR                         0x018ULL

@@ -160,6 +160,7 @@ extension AArch64CPU {
 
     /// The Undefined Instruction exception for the instruction at `pc`.
     func undefinedInstruction(pc: UInt64) -> CPUExit? {
-        takeException(Syndrome(ec: Syndrome.Class.unknown, iss: 0), far: nil, returnAddress: pc)
+        if let observer = undefinedObserver { observer(pc, peekInstruction(at: pc) ?? 0, state.pointee.el) }
+        return takeException(Syndrome(ec: Syndrome.Class.unknown, iss: 0), far: nil, returnAddress: pc)
     }
 }

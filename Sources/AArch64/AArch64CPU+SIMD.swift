@@ -96,6 +96,9 @@ extension AArch64CPU {
                 }
                 if !q { o.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self) }
                 return .commit(q: true)
+            case .vecThreeDifferent:
+                threeDifferent(op, n, m, o, q: q)
+                return .commit(q: true)
             case .vecWiden:
                 // SSHLL / USHLL: the low (or, Q = 1, high) half's elements widened, then shifted.
                 let count = 8 >> Int(esize)

@@ -61,7 +61,7 @@ extension AArch64CPU {
         case R.midr: value = ID.midr
         case R.mpidr: value = 1 << 31 | affinity
         case R.revidr: value = 0
-        case R.idAA64PFR0: value = ID.pfr0
+        case R.idAA64PFR0: value = ID.pfr0 | (cpuInterface != nil ? 1 << 24 : 0)
         case R.idAA64DFR0: value = ID.dfr0
         case R.idAA64ISAR0: value = ID.isar0
         case R.idAA64MMFR0: value = ID.mmfr0
@@ -103,6 +103,11 @@ extension AArch64CPU {
         case R.mdccint, R.osdlr, R.mdrar, R.dbgprcr, R.dbgclaimset, R.dbgclaimclr: value = 0
         case R.dbgauthstatus: value = 0
         default:
+            if SystemRegister.isGICCPUInterface(key) {
+                guard let gic = cpuInterface, let v = gic.read(key) else { return (nil, .undefined) }
+                value = v
+                break
+            }
             // The rest of the ID register space (op0 3, op1 0, CRn 0, CRm 1-7) reads as zero.
             if key >> 7 == SystemRegister.key(3, 0, 0, 0, 0) >> 7, (key >> 3) & 0xF != 0 { value = 0; break }
             // Breakpoint and watchpoint value / control registers 0 and 1.
@@ -149,12 +154,14 @@ extension AArch64CPU {
             if key == R.cntvCtl { s.pointee.sys.cntvCtl = value & 3 }
             else if key == R.cntvCval { s.pointee.sys.cntvCval = value }
             else { s.pointee.sys.cntvCval = counterValue() &+ UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: value))) }
+            timerChanged?()
             return .done
         case R.cntpCtl, R.cntpCval, R.cntpTval:
             guard el1 || s.pointee.sys.cntkctl & (1 << 9) != 0 else { return .undefined }
             if key == R.cntpCtl { s.pointee.sys.cntpCtl = value & 3 }
             else if key == R.cntpCval { s.pointee.sys.cntpCval = value }
             else { s.pointee.sys.cntpCval = counterValue() &+ UInt64(bitPattern: Int64(Int32(truncatingIfNeeded: value))) }
+            timerChanged?()
             return .done
         default:
             break
@@ -193,6 +200,10 @@ extension AArch64CPU {
         case R.spsel: setExceptionLevel(s.pointee.el, spsel: UInt8(value & 1))
         case R.pan: s.pointee.pan = value & (1 << 22) != 0
         default:
+            if SystemRegister.isGICCPUInterface(key) {
+                guard let gic = cpuInterface, gic.write(key, value) else { return .undefined }
+                break
+            }
             if let i = debugRegisterIndex(key) { s.pointee.sys.debug[i] = value; break }
             return .undefined
         }

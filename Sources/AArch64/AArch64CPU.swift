@@ -33,6 +33,14 @@ public final class AArch64CPU: @unchecked Sendable {
     public var broadcastTLBInvalidation: (@Sendable () -> Void)?
     /// Where CNTVCT_EL0 comes from.
     public var counter: CounterSource = .hostClock(start: ContinuousClock.now)
+    /// Told about every instruction the CPU treats as UNDEFINED (its PC, word and EL) before the
+    /// guest takes the exception: what the interpreter lacks shows up in traces this way.
+    public var undefinedObserver: (@Sendable (UInt64, UInt32, UInt8) -> Void)?
+    /// The GIC CPU interface behind the ICC_* registers (set before the CPU first runs).
+    public var cpuInterface: (any CPUInterface)?
+    /// Called on the CPU's thread after the guest wrote a timer register (CNTV_* / CNTP_*),
+    /// so the timer's interrupt line follows at once (set before the CPU first runs).
+    public var timerChanged: (@Sendable () -> Void)?
 
     let tlb = TLB()
     let decodeCache: UnsafeMutablePointer<Op>

@@ -202,7 +202,8 @@ extension Decoder {
             }
             // CASP{A}{L}: Rs, Rs+1 and Rt, Rt+1 must be even pairs.
             guard rt2 == 31, rs & 1 == 0, rt & 1 == 0 else { return .undefined(w) }
-            return Op(w, .casp, rd: UInt8(rt), rn: n, rm: UInt8(rs), size: UInt8(size + 2), a: (l ? 1 : 0) | (o0 ? 2 : 0))
+            // size is log2 of the whole pair: 3 for two words, 4 for two doublewords.
+            return Op(w, .casp, rd: UInt8(rt), rn: n, rm: UInt8(rs), size: UInt8(size + 3), a: (l ? 1 : 0) | (o0 ? 2 : 0))
         case (true, false):
             guard o0 else { return .undefined(w) }  // LDLAR / STLLR: no FEAT_LOR
             if l { return Op(w, .loadAcquire, rd: RegisterFile.destination(rt), rn: n, size: UInt8(size)) }

@@ -23,7 +23,8 @@ extension Decoder {
         if f(w, 28, 19) == 0b01111_00000, bit(w, 10) {  // modified immediate
             return modifiedImmediate(w)
         }
-        if f(w, 28, 23) == 0b011110, f(w, 22, 19) != 0, bit(w, 10) {  // shift by immediate
+        // Shift by immediate: vector (0 Q U 011110) or scalar (01 U 111110).
+        if f(w, 28, 23) == 0b011110 || (f(w, 31, 30) == 0b01 && f(w, 28, 23) == 0b111110), f(w, 22, 19) != 0, bit(w, 10) {
             let immh = f(w, 22, 19), immb = f(w, 18, 16)
             let esizeLog2 = UInt8(31 - immh.leadingZeroBitCount)  // 0: B, 1: H, 2: S, 3: D
             let esize = UInt32(8) << UInt32(esizeLog2)
@@ -37,12 +38,20 @@ extension Decoder {
             case (_, 0b00000): return Op(w, .vecShiftImm, rd: rd, rn: rn, size: esizeLog2, a: u == 0 ? 0 : 1, b: right, c: q | scalar << 1)
             case (0, 0b01010): return Op(w, .vecShiftImm, rd: rd, rn: rn, size: esizeLog2, a: 2, b: left, c: q | scalar << 1)
             case (_, 0b00010): return Op(w, .vecShiftImm, rd: rd, rn: rn, size: esizeLog2, a: u == 0 ? 3 : 4, b: right, c: q | scalar << 1)  // SSRA / USRA
-            case (0, 0b10000) where scalar == 0 && esizeLog2 > 0:  // SHRN: narrow to half the element
-                return Op(w, .vecNarrow, rd: rd, rn: rn, size: esizeLog2 - 1, a: 1, b: right, c: q)
+            case (0, 0b10000) where scalar == 0 && esizeLog2 < 3:  // SHRN: immh gives the narrow element
+                return Op(w, .vecNarrow, rd: rd, rn: rn, size: esizeLog2, a: 1, b: right, c: q)
             case (_, 0b10100) where scalar == 0 && esizeLog2 < 3:  // SSHLL / USHLL (SXTL / UXTL)
                 return Op(w, .vecWiden, rd: rd, rn: rn, size: esizeLog2, a: u, b: left, c: q)
             default: return .undefined(w)
             }
+        }
+        // Three different (0 Q U 01110 size 1 Rm opcode 00 Rn Rd): widening and narrowing arithmetic.
+        if f(w, 28, 24) == 0b01110, bit(w, 21), f(w, 11, 10) == 0 {
+            let opcode = f(w, 15, 12), size = f(w, 23, 22)
+            guard size < 3, [0b0000, 0b0001, 0b0010, 0b0011, 0b0100, 0b0110, 0b1000, 0b1010, 0b1100].contains(opcode) else {
+                return .undefined(w)
+            }
+            return Op(w, .vecThreeDifferent, rd: rd, rn: rn, rm: UInt8(f(w, 20, 16)), size: UInt8(size), a: UInt8(opcode) | u << 4, c: q)
         }
         if f(w, 28, 24) == 0b01110 || f(w, 28, 24) == 0b11110 {
             let scalar = bit(w, 28)

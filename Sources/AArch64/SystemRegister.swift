@@ -82,8 +82,11 @@ public enum SystemRegister {
     public enum Identification {
         /// An implementer code reserved for software (0x00), architecture 0xF, part 0x070.
         public static let midr: UInt64 = 0x000F_0700
-        /// EL0 and EL1 AArch64 only; FP and AdvSIMD implemented (0b0000 fields); no GIC sysregs.
-        public static let pfr0: UInt64 = 0x11
+        /// EL0 and EL1 AArch64 only; FP and AdvSIMD implemented (0b0000 fields); CSV2 = CSV3 = 1:
+        /// nothing is speculated, so no data leaks across contexts and a kernel needs neither
+        /// branch-predictor hardening nor KPTI. GIC (bits 27:24) is added when a GIC CPU
+        /// interface is attached (`AArch64CPU.cpuInterface`).
+        public static let pfr0: UInt64 = 0x11 | 1 << 56 | 1 << 60
         /// ARMv8.0 debug with two breakpoints and two watchpoints, no PMU.
         public static let dfr0: UInt64 = 0x6 | 1 << 12 | 1 << 20
         /// CRC32 (bits 19:16 = 1) and LSE atomics (bits 23:20 = 2).

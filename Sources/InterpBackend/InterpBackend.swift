@@ -21,6 +21,8 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
     private var window: PhysicalWindow?
     private var stage2: GuestStage2?
     let shootdown = TLBShootdown()
+    /// The GICv3 beside the vCPUs (set by `attachInterruptController`, before any vCPU exists).
+    private(set) var gic: GICv3?
 
     public init() {}
 
@@ -51,8 +53,34 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
             guard let cpu else { return }
             shootdown.flushAll(except: cpu)
         }
-        return InterpVCPU(index: index, cpu: cpu)
+        let vcpu = InterpVCPU(index: index, cpu: cpu, gic: gic)
+        if getenv("PVM_DEBUG_UNDEFINED") != nil {
+            cpu.undefinedObserver = { pc, word, el in
+                let line = "pvm: vCPU \(index): UNDEFINED at EL\(el) pc 0x\(String(pc, radix: 16)): 0x\(String(word, radix: 16))\n"
+                _ = line.withCString { write(2, $0, strlen($0)) }
+            }
+        }
+        shootdown.add(vcpu)
+        if let gic {
+            cpu.cpuInterface = gic.cpuInterface(index)
+            let wakeup = vcpu.wakeup
+            gic.connect(cpu: index) { [weak cpu] raised in
+                cpu?.setInterruptLine(raised)
+                if raised { wakeup.signal() }
+            }
+            cpu.timerChanged = { [weak vcpu] in vcpu?.updateTimers() }
+        }
+        return vcpu
     }
+
+    public func attachInterruptController(vcpus: Int) -> [(base: UInt64, size: UInt64, device: any MMIODevice)] {
+        let gic = GICv3(affinities: (0 ..< vcpus).map { MPIDR(vcpu: $0).hardwareID })
+        self.gic = gic
+        return gic.devices(distributor: AArch64Layout.gicDistributor, redistributors: AArch64Layout.gicRedistributors,
+                           stride: AArch64Layout.gicRedistributorStride)
+    }
+
+    public func setInterruptLine(spi: Int, level: Bool) { gic?.setSPI(spi, level: level) }
 
     public func bootStructures(memory: UInt64) -> [(gpa: UInt64, bytes: [UInt8])] { [] }
     public var bootStructurePages: Range<UInt64> { 0 ..< 0 }
@@ -63,6 +91,7 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool {
         let perTick = 1_000_000_000 / AArch64CPU.counterFrequency
         shootdown.forEachCPU { $0.counter = .external { clock() / perTick } }
+        shootdown.forEachVCPU { $0.virtualTime = true }
         return true
     }
 }
@@ -75,8 +104,11 @@ final class TLBShootdown: EL2EventSink, @unchecked Sendable {
     /// The guest's VMID (set before any invalidation can happen).
     var vmid: VMID?
     private let cpus = Mutex<[AArch64CPU]>([])
+    private let vcpus = Mutex<[InterpVCPU]>([])
 
     func add(_ cpu: AArch64CPU) { cpus.withLock { $0.append(cpu) } }
+    func add(_ vcpu: InterpVCPU) { vcpus.withLock { $0.append(vcpu) } }
+    func forEachVCPU(_ body: (InterpVCPU) -> Void) { for v in vcpus.withLock({ $0 }) { body(v) } }
 
     func forEachCPU(_ body: (AArch64CPU) -> Void) { for cpu in cpus.withLock({ $0 }) { body(cpu) } }
 

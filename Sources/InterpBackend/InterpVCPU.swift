@@ -18,12 +18,52 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
     /// Capstone for AArch64, opened on first use (fault records only).
     private let disassembler = Mutex<Disassembler?>(nil)
 
-    /// Instructions per `run()` before the core gets a look (stop requests, statistics).
-    static let quantum = 1 << 20
+    /// The interrupt controller, if the machine has one: the timers' PPIs go to it, and WFI
+    /// waits for it.
+    let gic: GICv3?
+    /// What a WFI sleeps on: the GIC raising this CPU's line, or a kick.
+    let wakeup = Wakeup()
+    /// Set for a deterministic run: time is the machine's instruction count, so a WFI returns
+    /// at once instead of sleeping on the host's clock.
+    var virtualTime = false
 
-    init(index: Int, cpu: AArch64CPU) {
+    /// Instructions per `run()` before the core gets a look (stop requests, statistics); the
+    /// timers' lines are updated between runs, so this is also their resolution (about 0.3 ms).
+    static let quantum = 1 << 16
+    /// The longest a WFI sleeps before the core gets a look.
+    static let longestSleep: UInt64 = 10_000_000
+
+    init(index: Int, cpu: AArch64CPU, gic: GICv3?) {
         self.index = index
         self.cpu = cpu
+        self.gic = gic
+    }
+
+    /// Drives the timers' PPIs from the CPU's timer registers and counter (on the vCPU's thread).
+    func updateTimers() {
+        guard let gic else { return }
+        let (virtual, physical) = cpu.timerOutputs()
+        gic.setPPI(GICv3.virtualTimerPPI, cpu: index, level: virtual)
+        gic.setPPI(GICv3.physicalTimerPPI, cpu: index, level: physical)
+    }
+
+    /// WFI (Arm ARM D1.16.2): returns at once if an interrupt is pending for this CPU (even one
+    /// PSTATE masks), else sleeps until one is, the next timer deadline, a kick, or
+    /// `longestSleep`. Without a GIC, or on virtual time, it completes at once (a spurious
+    /// wake-up, which the architecture allows).
+    private func waitForInterrupt() {
+        guard let gic, !virtualTime else {
+            sched_yield()
+            return
+        }
+        updateTimers()
+        if gic.interruptPending(cpu: index) { return }
+        var sleep = Self.longestSleep
+        if let ticks = cpu.ticksUntilTimer() {
+            sleep = min(sleep, ticks &* AArch64CPU.nanosecondsPerTick)
+        }
+        if sleep > 0 { wakeup.wait(nanoseconds: sleep) { gic.interruptPending(cpu: index) } }
+        updateTimers()
     }
 
     func powerOn(entry: UInt64, arguments: [UInt64], stack: UInt64) throws(VMMError) {
@@ -36,6 +76,7 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
 
     func run(budget: Int) -> GuestExit {
         lastFault = nil
+        updateTimers()
         switch cpu.run(budget: budget) {
         case .hypercall, .secureMonitorCall:
             return .hypercall
@@ -47,10 +88,10 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
                 ipa: fault.ipa, access: access, size: fault.size, value: fault.value,
                 resume: syndrome.isv ? .complete : .reexecute, context: nil,
                 syndrome: AbortSyndrome(esr: fault.esr, far: fault.far, hpfar: fault.hpfar, decoded: syndrome.description)))
-        case .waitForInterrupt:
-            // No interrupt controller yet: WFI and WFE complete at once, which the architecture
-            // allows (a spurious wake-up).
-            sched_yield()
+        case let .waitForInterrupt(isWFE):
+            // WFE waits for an event another CPU signals by a store or SEV: completing at once
+            // is always allowed, and a spin-wait loop around it then just spins.
+            if isWFE { sched_yield() } else { waitForInterrupt() }
             return .interrupted
         case .budgetExhausted, .kicked:
             return .interrupted
@@ -91,7 +132,10 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
         lastFault = nil
     }
 
-    func kick() { cpu.kick() }
+    func kick() {
+        cpu.kick()
+        wakeup.signal()
+    }
 
     func faultContext() -> FaultContext {
         let pc = cpu.pc

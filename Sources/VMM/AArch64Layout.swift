@@ -14,6 +14,11 @@ public enum AArch64Layout {
     public static let uartMMIO: UInt64 = 0x0900_0000
     public static let blockMMIO: UInt64 = 0x0a00_1000
     public static let dmaMMIO: UInt64 = 0x0a00_2000
+    public static let gicDistributor: UInt64 = 0x0800_0000
+    public static let gicRedistributors: UInt64 = 0x080a_0000
+    public static let gicRedistributorStride: UInt64 = 0x2_0000
+    public static let uartInterrupt: UInt64 = 1
+    public static let linuxKernel: UInt64 = 0x8000_0000
     public static let counterFrequency: UInt64 = 62500000
     public static let pl011Data: UInt64 = 0x000
     public static let pl011Flags: UInt64 = 0x018

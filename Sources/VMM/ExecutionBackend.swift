@@ -42,10 +42,20 @@ public protocol ExecutionBackend: AnyObject, Sendable {
     /// Switches the guest's clock to `clock` (instructions retired by the whole machine) for a
     /// deterministic run; false when the backend cannot run deterministically (KVM).
     func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool
+    /// The interrupt controller the backend emulates beside its CPUs, as KVM's in-kernel vGIC
+    /// is (the interpreter: a GICv3), for `vcpus` vCPUs: its MMIO frames, which the machine puts
+    /// on its bus behind the guest's stage 2 like any device. Called once, before `makeVCPU`;
+    /// empty for a backend without one.
+    func attachInterruptController(vcpus: Int) -> [(base: UInt64, size: UInt64, device: any MMIODevice)]
+    /// Drives the controller's input for device interrupt `spi` (KVM_IRQ_LINE for an SPI): a
+    /// level-sensitive line, raised while the device wants attention. From any thread.
+    func setInterruptLine(spi: Int, level: Bool)
 }
 
 extension ExecutionBackend {
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool { false }
+    public func attachInterruptController(vcpus: Int) -> [(base: UInt64, size: UInt64, device: any MMIODevice)] { [] }
+    public func setInterruptLine(spi: Int, level: Bool) {}
 }
 
 /// One vCPU of a backend. `run()` and everything but `kick()` are called from the vCPU's own

@@ -1,8 +1,8 @@
 import EL2
 import Synchronization
 
-/// A device behind one guest-physical MMIO page: pvm's console, the block device's and the
-/// assigned DMA engine's registers. The core dispatches a decoded stage-2 abort outside RAM to
+/// A device behind guest-physical MMIO pages: pvm's console, the block device's and the
+/// assigned DMA engine's registers, the interrupt controller's frames. The core dispatches a decoded stage-2 abort outside RAM to
 /// the device whose page holds it (after EL2's MMIO guard allowed it), the way a VMM's MMIO
 /// bus does.
 ///
@@ -19,16 +19,20 @@ public protocol MMIODevice: AnyObject, Sendable {
 /// The machine's MMIO bus: devices by guest-physical page. Filled while the machine is built,
 /// read-only afterwards.
 final class MMIODeviceMap: @unchecked Sendable {
-    /// Written only during `Machine.init`, before any vCPU thread exists.
-    private var byPage: [UInt64: any MMIODevice] = [:]
+    /// Written only during `Machine.init`, before any vCPU thread exists: each page's device and
+    /// the guest-physical address its region starts at.
+    private var byPage: [UInt64: (device: any MMIODevice, base: UInt64)] = [:]
 
-    func add(_ device: any MMIODevice, at gpa: UInt64) {
-        byPage[gpa >> pageShift] = device
+    /// Puts `device` behind the `size` bytes (whole pages) from `gpa`.
+    func add(_ device: any MMIODevice, at gpa: UInt64, size: UInt64 = pageSize) {
+        for page in stride(from: gpa >> pageShift, to: (gpa + size + pageSize - 1) >> pageShift, by: 1) {
+            byPage[page] = (device, gpa)
+        }
     }
 
-    /// The device whose page holds `gpa`, and the offset into it.
+    /// The device whose region holds `gpa`, and the offset into the region.
     func device(at gpa: UInt64) -> (device: any MMIODevice, offset: UInt64)? {
-        guard let device = byPage[gpa >> pageShift] else { return nil }
-        return (device, gpa & (pageSize - 1))
+        guard let entry = byPage[gpa >> pageShift] else { return nil }
+        return (entry.device, gpa - entry.base)
     }
 }

@@ -87,12 +87,17 @@ extension Machine {
         clock.property("phandle", cells: [clockHandle])
         tree.root.child(clock)
 
+        if hasInterruptController { addInterruptNodes(&tree, reg: reg) }
+
         let uartName = "pl011@" + String(layout.console, radix: 16)
         var uart = DeviceTree.Node(uartName)
         uart.property("compatible", strings: ["arm,pl011", "arm,primecell"])
         uart.property("reg", cells: reg(layout.console, pageSize))
         uart.property("clocks", cells: [clockHandle, clockHandle])
         uart.property("clock-names", strings: ["uartclk", "apb_pclk"])
+        if hasInterruptController {
+            uart.property("interrupts", cells: [Self.spiType, UInt32(AArch64Layout.uartInterrupt), Self.levelHigh])
+        }
         tree.root.child(uart)
 
         if configuration.iommuMode != nil {
@@ -106,17 +111,48 @@ extension Machine {
 
         var chosen = DeviceTree.Node("chosen")
         chosen.property("stdout-path", string: "/" + uartName)
-        chosen.property("bootargs", string: "")
+        chosen.property("bootargs", string: configuration.linux?.commandLine ?? "")
+        if let initrd = linuxPlacement?.initrd {
+            chosen.property("linux,initrd-start", u64: initrd.lowerBound)
+            chosen.property("linux,initrd-end", u64: initrd.upperBound)
+        }
         tree.root.child(chosen)
 
         var config = DeviceTree.Node("config")
-        config.property("kernel-address", u64: layout.payloadStaging.lowerBound)
+        config.property("kernel-address", u64: payloadAddress)
         config.property("kernel-size", u64: UInt64(payloadSize))
         config.property("pvm,payload-sha256", digest)
         config.property("pvm,payload-argument", u64: configuration.payloadArgument)
         config.property("pvm,load-window", cells: reg(layout.payloadWindow.lowerBound, layout.payloadWindow.upperBound))
         if configuration.isProtected { config.property("pvm,protected") }
+        if let initrd = configuration.linux?.initrd { config.property("pvm,initrd-sha256", Array(SHA256.hash(data: initrd))) }
         tree.root.child(config)
         return tree.serialized()
+    }
+
+    /// GIC interrupt specifier cells (Linux's arm,gic-v3 binding): type, number, flags.
+    static let spiType: UInt32 = 0, ppiType: UInt32 = 1, levelHigh: UInt32 = 4
+    static let gicHandle: UInt32 = 2
+
+    /// The GICv3 (distributor, one redistributor region for every vCPU) as the root's
+    /// interrupt parent, and the architected timer's PPIs: secure and non-secure physical,
+    /// virtual (27) and hypervisor (as crosvm and QEMU describe them).
+    private func addInterruptNodes(_ tree: inout DeviceTree, reg: (UInt64, UInt64) -> [UInt32]) {
+        tree.root.property("interrupt-parent", cells: [Self.gicHandle])
+        var gic = DeviceTree.Node("intc@" + String(AArch64Layout.gicDistributor, radix: 16))
+        gic.property("compatible", string: "arm,gic-v3")
+        gic.property("#interrupt-cells", cells: [3])
+        gic.property("interrupt-controller")
+        gic.property("#redistributor-regions", cells: [1])
+        gic.property("reg", cells: reg(AArch64Layout.gicDistributor, 0x1_0000)
+            + reg(AArch64Layout.gicRedistributors, AArch64Layout.gicRedistributorStride * UInt64(configuration.vcpus)))
+        gic.property("phandle", cells: [Self.gicHandle])
+        tree.root.child(gic)
+
+        var timer = DeviceTree.Node("timer")
+        timer.property("compatible", string: "arm,armv8-timer")
+        timer.property("interrupts", cells: [13, 14, 11, 10].flatMap { [Self.ppiType, UInt32($0), Self.levelHigh] })
+        timer.property("always-on")
+        tree.root.child(timer)
     }
 }

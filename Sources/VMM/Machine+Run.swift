@@ -16,7 +16,7 @@ extension Machine {
     public func run() throws(VMMError) -> RunOutcome {
         // x86-64: rdi = the boot configuration. AArch64, as pKVM enters pvmfw: x0 = the device
         // tree, x1 = the staged payload, x2 = its size.
-        let arguments = layout.architecture == .aarch64 ? [layout.handoff, layout.payloadStaging.lowerBound, stagedPayloadSize]
+        let arguments = layout.architecture == .aarch64 ? [layout.handoff, payloadAddress, stagedPayloadSize]
             : [layout.handoff]
         try vcpus[0].powerOn(entry: firmwareEntry, arguments: arguments, stack: layout.firmwareStack)
         if case let .deterministic(seed) = configuration.scheduling {
@@ -35,6 +35,7 @@ extension Machine {
     /// After the last vCPU stopped: a VMM failure, a backend that lost EL2, the trace written
     /// out, then how the run ended.
     func endOfRun() throws(VMMError) -> RunOutcome {
+        uart?.flush()
         if let failure = vmmFailure.withLock({ $0 }) { throw failure }
         try checkBackend()
         try flushTrace()

@@ -39,16 +39,25 @@ public final class Machine: @unchecked Sendable {
     let firmwareEntry: UInt64
     /// Bytes of the staged payload (the AArch64 firmware gets it in x2).
     let stagedPayloadSize: UInt64
+    /// Where the payload is (x1 for the AArch64 firmware): the staging area for an ELF payload,
+    /// the kernel's load address for a Linux Image.
+    let payloadAddress: UInt64
+    /// Where a Linux kernel and its initramfs go, when the payload is one.
+    let linuxPlacement: LinuxPlacement?
     let trace: EventTrace?
     let start = monotonicNanoseconds()
     /// The devices behind guest-physical MMIO pages.
     let devices: MMIODeviceMap
+    /// Whether the backend emulates a GIC (the device tree then describes it).
+    let hasInterruptController: Bool
     /// The host's DMA engine (stream 1, in the host's SMMU domain), when there is an SMMU.
     public private(set) var hostDMA: DMAEngine?
     /// The DMA engine assigned to the guest (stream 3; its registers at GuestLayout.dmaMMIO).
     public private(set) var guestDMA: DMAEngine?
     /// The virtio-style block device (stream 2; registers at GuestLayout.blockMMIO).
     private(set) var blockDevice: BlockDevice?
+    /// The AArch64 machine's PL011, which takes the console's input (`consoleInput`).
+    private(set) var uart: PL011Device?
 
     // Run state, shared between vCPU threads.
     struct RunState {
@@ -100,16 +109,26 @@ public final class Machine: @unchecked Sendable {
         do throws(ELFImage.ImageError) {
             firmware = try ELFImage(bytes: configuration.firmware, name: configuration.firmwareName,
                                     window: layout.firmwareWindow, machine: backend.architecture)
-            let stagingLimit = Int(layout.payloadStaging.upperBound - layout.payloadStaging.lowerBound)
-            if configuration.payload.count > stagingLimit {
-                throw ELFImage.ImageError.tooLarge(name: configuration.payloadName, size: configuration.payload.count,
-                                                   limit: stagingLimit)
+            if configuration.linux == nil {
+                let stagingLimit = Int(layout.payloadStaging.upperBound - layout.payloadStaging.lowerBound)
+                if configuration.payload.count > stagingLimit {
+                    throw ELFImage.ImageError.tooLarge(name: configuration.payloadName, size: configuration.payload.count,
+                                                       limit: stagingLimit)
+                }
+                _ = try ELFImage(bytes: configuration.payload, name: configuration.payloadName,
+                                 window: layout.payloadWindow, machine: backend.architecture)
             }
-            _ = try ELFImage(bytes: configuration.payload, name: configuration.payloadName,
-                             window: layout.payloadWindow, machine: backend.architecture)
         } catch { throw .image(error) }
         firmwareEntry = firmware.entry
         stagedPayloadSize = UInt64(configuration.payload.count)
+        if let linux = configuration.linux {
+            linuxPlacement = try LinuxPlacement(kernel: configuration.payload, name: configuration.payloadName, linux: linux,
+                                                layout: layout)
+            payloadAddress = linuxPlacement!.kernel.lowerBound
+        } else {
+            linuxPlacement = nil
+            payloadAddress = layout.payloadStaging.lowerBound
+        }
 
         // Physical memory: guest memory, then the host's pool and EL2's carveout.
         let guestSize = layout.memorySize
@@ -154,12 +173,15 @@ public final class Machine: @unchecked Sendable {
             guestMemory: guestSize, physicalBase: ramBase, physicalSize: physicalSize,
             iommu: configuration.iommuMode.map { "\($0)" } ?? "none", image: configuration.payloadName)))
 
+        let interruptFrames = backend.attachInterruptController(vcpus: configuration.vcpus)
         var vcpus: [any GuestVCPU] = []
         for i in 0 ..< configuration.vcpus { vcpus.append(try backend.makeVCPU(index: i)) }
         self.vcpus = vcpus
         runState = Mutex(RunState(power: Array(repeating: false, count: configuration.vcpus),
                                   threads: Array(repeating: nil, count: configuration.vcpus)))
         devices = MMIODeviceMap()
+        for frame in interruptFrames { devices.add(frame.device, at: frame.base, size: frame.size) }
+        hasInterruptController = !interruptFrames.isEmpty
 
         try attachDevices()
         try topUpMemcache()
@@ -192,7 +214,12 @@ public final class Machine: @unchecked Sendable {
                                       refused: { [self] error in noteHostFault(error) }),
                         at: layout.console)
         case .aarch64:
-            devices.add(PL011Device(console: configuration.console), at: layout.console)
+            let backend = backend
+            let uart = PL011Device(console: configuration.console) { level in
+                backend.setInterruptLine(spi: Int(AArch64Layout.uartInterrupt), level: level)
+            }
+            self.uart = uart
+            devices.add(uart, at: layout.console)
         }
         guard let mode = configuration.iommuMode else { return }
         do throws(HypError) {
@@ -245,7 +272,10 @@ public final class Machine: @unchecked Sendable {
                 let start = Int(segment.fileOffset)
                 try accessor.write(gpa: segment.address, Array(firmware.bytes[start ..< start + Int(segment.fileSize)]))
             }
-            try accessor.write(gpa: layout.payloadStaging.lowerBound, payload)
+            try accessor.write(gpa: payloadAddress, payload)
+            if let initrd = linuxPlacement?.initrd, let bytes = configuration.linux?.initrd {
+                try accessor.write(gpa: initrd.lowerBound, bytes)
+            }
         } catch { throw .hostAccess(error) }
         for page in backend.bootStructurePages {
             if case let .refused(report) = resolveGuestFault(vcpu: 0, gpa: page << pageShift, access: .boot, size: 0) {

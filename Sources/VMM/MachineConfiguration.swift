@@ -18,6 +18,9 @@ public struct MachineConfiguration: Sendable {
     /// The payload ELF the firmware verifies and boots.
     public var payload: [UInt8]
     public var payloadName = "payload"
+    /// Set to boot `payload` as a Linux arm64 Image (with this initramfs and command line)
+    /// instead of as an ELF file.
+    public var linux: LinuxBoot?
     /// `payload_argument` in the boot configuration.
     public var payloadArgument: UInt64 = 0
     /// Flip one byte of the staged payload after its digest is computed, to watch the firmware

@@ -22,6 +22,9 @@ public enum VMMError: Error, CustomStringConvertible {
     /// A boot structure page could not be given to the guest.
     case bootDonation(gpa: UInt64, reason: String)
     case image(ELFImage.ImageError)
+    case linux(LinuxImage.ImageError)
+    /// The kernel, its initramfs and the device tree do not fit in guest RAM.
+    case linuxPlacement(String)
     case memory(SharedMemoryFile.MemoryError)
     /// The real MMU (host view or backend) no longer matches EL2.
     case mirror(String)
@@ -58,6 +61,8 @@ public enum VMMError: Error, CustomStringConvertible {
         case let .hostAccess(e): "loading the guest: \(e)"
         case let .bootDonation(gpa, reason): "donating boot page at GPA \(hex(gpa)): \(reason)"
         case let .image(e): "\(e)"
+        case let .linux(e): "\(e)"
+        case let .linuxPlacement(message): message
         case let .memory(e): "guest memory: \(e)"
         case let .mirror(message): "mirroring EL2 into the MMU failed: \(message)"
         case let .io(operation, errno): "\(operation): \(String(cString: strerror(errno))) (errno \(errno))"

@@ -26,8 +26,10 @@ struct BootCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("Guest image: an ELF file or a built-in name.", valueName: "IMAGE"))
-    var image: String = "hello"
+    @Argument(help: ArgumentHelp("Guest image: an ELF file or a built-in name (default hello; not with --kernel).", valueName: "IMAGE"))
+    var imageArgument: String?
+
+    var image: String { imageArgument ?? guest.kernel ?? "hello" }
 
     @OptionGroup var guest: GuestOptions
 
@@ -42,6 +44,9 @@ struct BootCommand: ParsableCommand {
 
     func validate() throws {
         try guest.check()
+        if guest.kernel != nil, let imageArgument {
+            throw ValidationError("give IMAGE ('\(imageArgument)') or --kernel, not both")
+        }
         if json && trace == TextFile.standardStream {
             throw ValidationError("--json and --trace - both want standard output; write the trace to a file")
         }

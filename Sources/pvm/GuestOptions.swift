@@ -39,8 +39,23 @@ struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Run every vCPU on one host thread, in turns whose order and length SEED picks, with time counted in instructions: the same image, flags and seed give the same run and the same trace, byte for byte (interpreter only).", valueName: "SEED"))
     var deterministic: UInt64?
 
+    @Option(name: .long, help: ArgumentHelp("Boot a Linux arm64 kernel Image (uncompressed, as Debian's linux-image-*-arm64 ships it) through pvmfw instead of IMAGE, on the interpreter.", valueName: "IMAGE"))
+    var kernel: String?
+
+    @Option(name: .long, help: ArgumentHelp("The initramfs for --kernel (/chosen linux,initrd-start/end; pvmfw checks its SHA-256).", valueName: "FILE"))
+    var initrd: String?
+
+    @Option(name: .long, help: ArgumentHelp("The kernel command line for --kernel (/chosen bootargs).", valueName: "ARGS"))
+    var append: String?
+
     /// Checks every flag; a ValidationError names the bad one.
     func check() throws {
+        if kernel == nil, initrd != nil || append != nil {
+            throw ValidationError("--initrd and --append go with --kernel")
+        }
+        if kernel != nil, let backend = try explicitBackend(), backend != .interp {
+            throw ValidationError("--kernel boots an arm64 Linux Image, which runs on the interpreter (--backend interp), not on \(backend)")
+        }
         _ = try memoryBytes()
         guard (1...64).contains(vcpuCount) else { throw ValidationError("--vcpus \(vcpuCount) is out of range: use 1 to 64") }
         guard payloadArgument != nil else { throw ValidationError("--arg '\(arg ?? "")' is not a number") }
@@ -62,6 +77,9 @@ struct GuestOptions: ParsableArguments {
         if arg != nil { given.append("--arg") }
         if backend != nil { given.append("--backend") }
         if deterministic != nil { given.append("--deterministic") }
+        if kernel != nil { given.append("--kernel") }
+        if initrd != nil { given.append("--initrd") }
+        if append != nil { given.append("--append") }
         return given
     }
 
@@ -121,6 +139,7 @@ struct GuestOptions: ParsableArguments {
 
     /// The same, throwing `SetupError` instead of printing (`pvm test` reports it per scenario).
     func machine(image: String, command: String, quiet: Bool) throws -> (MachineConfiguration, any ExecutionBackend) {
+        if let kernel { return try linuxMachine(kernel: kernel, command: command) }
         let kind = try chooseBackend(image: image, command: command)
         let architecture = kind.architecture
         let (payload, payloadName) = try loadImage(image, architecture: architecture, command: command)
@@ -148,6 +167,31 @@ struct GuestOptions: ParsableArguments {
             configuration.scheduling = .deterministic(seed: deterministic)
         }
         return (configuration, try makeBackend(kind, command: command))
+    }
+
+    /// The machine for `--kernel`: the built-in pvmfw, then the kernel, on the interpreter.
+    private func linuxMachine(kernel: String, command: String) throws -> (MachineConfiguration, any ExecutionBackend) {
+        let bytes = try readImageFile(kernel, what: "kernel", command: command, limit: Self.kernelLimit)
+        guard LinuxImage.isImage(bytes) else {
+            throw SetupError("\(kernel) is not a Linux arm64 Image (no \"ARM\\x64\" magic at byte 56); "
+                             + "a compressed vmlinuz must be unpacked first")
+        }
+        let initrdBytes = try initrd.map { try readImageFile($0, what: "initramfs", command: command, limit: Self.initrdLimit) }
+        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: GuestArchitecture.aarch64.rawValue),
+                                                 payload: bytes)
+        if let firmware {
+            configuration.firmware = try readImageFile(firmware, what: "firmware", command: command)
+            configuration.firmwareName = firmware
+        }
+        configuration.payloadName = kernel
+        configuration.linux = LinuxBoot(initrd: initrdBytes, commandLine: append ?? "")
+        configuration.memory = try memoryBytes()
+        configuration.vcpus = vcpuCount
+        configuration.isProtected = !nonProtected
+        configuration.iommuMode = try iommu()
+        configuration.profile = try explicitProfile() ?? .mainline
+        if let deterministic { configuration.scheduling = .deterministic(seed: deterministic) }
+        return (configuration, InterpBackend())
     }
 
     /// `--backend`; else the ELF machine of an image file; else KVM if it works here, else the
@@ -213,11 +257,11 @@ struct GuestOptions: ParsableArguments {
 
     /// Reads an image file, at most `imageLimit` bytes: a larger one (or /dev/zero) is refused
     /// before it is read whole.
-    private func readImageFile(_ path: String, what: String, command: String) throws -> [UInt8] {
-        switch TextFile.read(path, limit: Self.imageLimit) {
+    private func readImageFile(_ path: String, what: String, command: String, limit: Int = Self.imageLimit) throws -> [UInt8] {
+        switch TextFile.read(path, limit: limit) {
         case let .success(bytes): return bytes
         case let .failure(.tooLarge(limit)):
-            throw SetupError("\(what) \(path) is larger than \(limit >> 20) MiB; no pvm image is that large")
+            throw SetupError("\(what) \(path) is larger than \(limit >> 20) MiB; pvm reads no \(what) that large")
         case let .failure(.unreadable(errno)):
             throw SetupError("cannot read \(what) \(path): \(String(cString: strerror(errno)))")
         }
@@ -225,6 +269,9 @@ struct GuestOptions: ParsableArguments {
 
     /// Largest image or firmware file pvm reads: the payload staging area is 15 MiB.
     static let imageLimit = 16 << 20
+    /// Largest kernel Image and initramfs pvm reads (Debian's arm64 Image is about 35 MiB).
+    static let kernelLimit = 256 << 20
+    static let initrdLimit = 1 << 30
 
 }
 
