@@ -5,6 +5,8 @@
  */
 #include "sha256.h"
 
+#include <stdbool.h>
+
 /* Section 4.2.2: the first 32 bits of the fractional parts of the cube roots of the first
  * 64 primes. */
 static const uint32_t K[64] = {
@@ -78,6 +80,18 @@ static void compress(uint32_t state[8], const uint8_t block[SHA256_BLOCK_SIZE])
     state[7] += h;
 }
 
+#if defined(__aarch64__)
+/* arch/aarch64/sha256_ce.S: the same compression with the SHA-256 instructions. */
+bool sha256_arch_available(void);
+void sha256_arch_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
+#else
+static inline bool sha256_arch_available(void) { return false; }
+static inline void sha256_arch_blocks(uint32_t state[8], const uint8_t *data, size_t blocks)
+{
+    (void)state, (void)data, (void)blocks;
+}
+#endif
+
 void sha256_init(struct sha256_ctx *ctx)
 {
     for (int i = 0; i < 8; i++)
@@ -99,6 +113,12 @@ void sha256_update(struct sha256_ctx *ctx, const void *data, size_t len)
             return;
         compress(ctx->state, ctx->block);
         ctx->used = 0;
+    }
+    if (len >= SHA256_BLOCK_SIZE && sha256_arch_available()) {
+        size_t blocks = len / SHA256_BLOCK_SIZE;
+        sha256_arch_blocks(ctx->state, p, blocks);
+        p += blocks * SHA256_BLOCK_SIZE;
+        len -= blocks * SHA256_BLOCK_SIZE;
     }
     while (len >= SHA256_BLOCK_SIZE) {
         compress(ctx->state, p);

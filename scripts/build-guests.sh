@@ -107,7 +107,7 @@ arch_setup() {
  lib/psci.c lib/check.c lib/fdt.c lib/arch/aarch64/boot_config.c lib/arch/aarch64/exception.c
  lib/arch/aarch64/vectors.S"
         START_SRCS="lib/arch/aarch64/start.S lib/arch/aarch64/boot.c"
-        FW_SRCS="arch/aarch64/entry.S arch/aarch64/boot.c arch/aarch64/linux.c main.c loader.c sha256.c"
+        FW_SRCS="arch/aarch64/entry.S arch/aarch64/boot.c arch/aarch64/linux.c arch/aarch64/sha256_ce.S main.c loader.c sha256.c"
         FW_START=$(abi_value PVM_A64_FIRMWARE_BASE)
         FW_END=$(abi_value PVM_A64_FIRMWARE_IMAGE_END)
         IMAGE_START=$(abi_value PVM_A64_LOAD_WINDOW_START)

@@ -2,6 +2,7 @@
 # Provides an arm64 Linux kernel Image and a busybox initramfs for pvm's AArch64 interpreter.
 #
 #   scripts/fetch-linux.sh [--refresh] [--print-kernel | --print-initrd] [--help]
+#   scripts/fetch-linux.sh --download PACKAGE DIR
 #
 # Prints "kernel=/abs/<sha256>.Image" and "initrd=/abs/<sha256>.cpio.gz" (progress on stderr).
 # The kernel is Debian's newest linux-image-6.12.*-cloud-arm64-unsigned (or $PVM_LINUX_PACKAGE),
@@ -19,21 +20,29 @@
 # fetches again). The initramfs is rebuilt each run from the cached busybox, deterministically
 # (newc cpio sorted, mtime/uid/gid 0, gzip -n), so an unchanged /init keeps its hash and path.
 # Everything is built in a work directory inside the cache and renamed into place.
+#
+# --download PACKAGE DIR only fetches PACKAGE's candidate .deb (arm64 or all) into DIR with the
+# same private configuration (always after an apt-get update) and prints "deb=/abs/path.deb";
+# scripts/build-pkvm-guest-kernel.sh uses it for linux-source-6.12.
 set -eu
 
 usage() { sed -n '2,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;p;}' "$0"; }
 say() { echo "fetch-linux: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-REFRESH=0 PRINT=both
-for arg in "$@"; do
-    case $arg in
+REFRESH=0 PRINT=both DLPKG= DLDIR=
+while [ $# -gt 0 ]; do
+    case $1 in
     --refresh) REFRESH=1 ;;
     --print-kernel) PRINT=kernel ;;
     --print-initrd) PRINT=initrd ;;
+    --download)
+        [ $# -ge 3 ] || { echo "fetch-linux: --download needs PACKAGE and DIR (see --help)" >&2; exit 64; }
+        DLPKG=$2 DLDIR=$3; shift 2 ;;
     -h | --help) usage; exit 0 ;;
-    *) echo "fetch-linux: unknown argument '$arg' (see --help)" >&2; exit 64 ;;
+    *) echo "fetch-linux: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
+    shift
 done
 
 for tool in sha256sum gzip perl od dd; do
@@ -59,23 +68,9 @@ store() {
     if verify "$C/$2/$STORED.$3" "$STORED"; then rm -f "$1"; else mv -f "$1" "$C/$2/$STORED.$3"; fi
 }
 
-# --- the warm path: a manifest whose kernel and busybox still hash right -----------------------
-have=0
-if [ "$REFRESH" = 0 ] && [ -f "$MANIFEST" ]; then
-    KPKG=$(field kernel_package) KVER=$(field kernel_version) KREL=$(field kernel_release)
-    BVER=$(field busybox_version) KSHA=$(field kernel_sha256) BSHA=$(field busybox_sha256)
-    if [ -n "${PVM_LINUX_PACKAGE:-}" ] && [ "$PVM_LINUX_PACKAGE" != "$KPKG" ]; then
-        say "cache holds $KPKG, PVM_LINUX_PACKAGE asks for $PVM_LINUX_PACKAGE: fetching"
-    elif [ -n "$KSHA" ] && [ -n "$BSHA" ] && verify "$C/images/$KSHA.Image" "$KSHA" &&
-        verify "$C/busybox/$BSHA.busybox" "$BSHA"; then
-        have=1
-    else
-        say "cached files missing or failing their sha256 check: fetching again"
-    fi
-fi
-
-# --- the cold path: private apt configuration, download, extract, check ------------------------
-if [ "$have" = 0 ]; then
+# private_apt: writes the private apt configuration under $C/apt (arm64, the system's first
+# non-security Debian source), exports APT_CONFIG and runs apt-get update; sets CODE.
+private_apt() {
     for tool in apt-get apt-cache dpkg-deb tar awk; do
         command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found (a Debian host is needed to fetch)"
     done
@@ -125,7 +120,7 @@ if [ "$have" = 0 ]; then
             out("deb", $i, $(i + 1), "", extra)
         }
         END { flush() }' "$@" >"$WORK/pvm.sources"
-        [ -s "$WORK/pvm.sources" ] || die "no non-security 'deb' source for suite $CODENAME in /etc/apt/sources.list{,.d} (set PVM_APT_SOURCES)"
+        [ -s "$WORK/pvm.sources" ] || die "no non-security 'deb' source for suite $CODE in /etc/apt/sources.list{,.d} (set PVM_APT_SOURCES)"
     fi
     mv -f "$WORK/pvm.sources" "$A/sources.list.d/pvm.sources"
     {
@@ -138,6 +133,39 @@ if [ "$have" = 0 ]; then
     export APT_CONFIG="$A/apt.conf"
     say "apt-get update (arm64, suites $CODE-backports $CODE, private state in $A)"
     apt-get -q update >&2 || die "apt-get update failed (private configuration $A/apt.conf)"
+}
+
+# --- --download PACKAGE DIR: one .deb through the private configuration, nothing cached -------
+if [ -n "$DLPKG" ]; then
+    mkdir -p -- "$DLDIR" && DLDIR=$(cd -- "$DLDIR" && pwd -P) || die "cannot create $DLDIR"
+    private_apt
+    apt-cache policy "$DLPKG" 2>/dev/null | grep -q 'Candidate: [^(]' || die "package $DLPKG not found (arm64, $CODE-backports $CODE)"
+    say "downloading $DLPKG"
+    (cd "$WORK" && apt-get -q download "$DLPKG" >&2) || die "apt-get download $DLPKG failed"
+    set -- "$WORK/${DLPKG}"_*.deb
+    [ -f "$1" ] || die "download of $DLPKG left no .deb"
+    mv -f "$1" "$DLDIR/" && echo "deb=$DLDIR/${1##*/}"
+    exit 0
+fi
+
+# --- the warm path: a manifest whose kernel and busybox still hash right -----------------------
+have=0
+if [ "$REFRESH" = 0 ] && [ -f "$MANIFEST" ]; then
+    KPKG=$(field kernel_package) KVER=$(field kernel_version) KREL=$(field kernel_release)
+    BVER=$(field busybox_version) KSHA=$(field kernel_sha256) BSHA=$(field busybox_sha256)
+    if [ -n "${PVM_LINUX_PACKAGE:-}" ] && [ "$PVM_LINUX_PACKAGE" != "$KPKG" ]; then
+        say "cache holds $KPKG, PVM_LINUX_PACKAGE asks for $PVM_LINUX_PACKAGE: fetching"
+    elif [ -n "$KSHA" ] && [ -n "$BSHA" ] && verify "$C/images/$KSHA.Image" "$KSHA" &&
+        verify "$C/busybox/$BSHA.busybox" "$BSHA"; then
+        have=1
+    else
+        say "cached files missing or failing their sha256 check: fetching again"
+    fi
+fi
+
+# --- the cold path: private apt configuration, download, extract, check ------------------------
+if [ "$have" = 0 ]; then
+    private_apt
     KPKG=${PVM_LINUX_PACKAGE:-$(apt-cache search --names-only '^linux-image-6\.12\..*-cloud-arm64-unsigned$' |
         cut -d' ' -f1 | sort -V | tail -n 1)}
     [ -n "$KPKG" ] || die "no linux-image-6.12.*-cloud-arm64-unsigned package found in $CODE-backports/$CODE"
@@ -188,7 +216,7 @@ sed 's/^/pvm-init: iomem: /' /proc/iomem
 case " $(cat /proc/cmdline) " in
 *" pvm.shell "* | *" pvm.shell="*)
     /bin/busybox --install -s /bin 2>/dev/null
-    export PS1='pvm# '
+    export PS1='pvm> '
     echo "pvm-init: shell ready"
     setsid cttyhack sh -i
     echo "pvm-init: shell exited, powering off" ;;

@@ -96,6 +96,9 @@ extension AArch64CPU {
                 }
                 if !q { o.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self) }
                 return .commit(q: true)
+            case .sha256:
+                sha256(op, n, m, o)
+                return .commit(q: true)
             case .vecThreeDifferent:
                 threeDifferent(op, n, m, o, q: q)
                 return .commit(q: true)

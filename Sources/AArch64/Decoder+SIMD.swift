@@ -8,6 +8,14 @@ extension Decoder {
         let rd = UInt8(w & 31), rn = UInt8((w >> 5) & 31), rm = UInt8((w >> 16) & 31)
         let q = UInt8(f(w, 30, 30)), u = UInt8(f(w, 29, 29)), size = UInt8(f(w, 23, 22))
 
+        // Cryptographic SHA-256 (FEAT_SHA256, C4.1.96.x): three-register SHA256H, SHA256H2,
+        // SHA256SU1 (opcode 4-6), two-register SHA256SU0. `Op.a`: 0 H, 1 H2, 2 SU1, 3 SU0.
+        if w & 0xFF20_8C00 == 0x5E00_0000 {
+            let opcode = f(w, 14, 12)
+            guard opcode >= 4, opcode <= 6 else { return .undefined(w) }
+            return Op(w, .sha256, rd: rd, rn: rn, rm: rm, a: UInt8(opcode - 4))
+        }
+        if w & 0xFFFF_FC00 == 0x5E28_2800 { return Op(w, .sha256, rd: rd, rn: rn, a: 3) }
         // Scalar floating point: bits 31 = 0 (M), 30 = 0, 28:24 = 11110 or 11111.
         if f(w, 31, 30) == 0, f(w, 28, 24) == 0b11111 {  // FMADD, FMSUB, FNMADD, FNMSUB
             let ftype = f(w, 23, 22)

@@ -62,6 +62,23 @@ public struct Scenario: Sendable, Equatable {
     public var hostActions: [HostAction] = []
     /// Backends the scenario does not run on, with why (`skip interp: needs ...`).
     public var skips: [String: String]
+    /// The kernel command line (`append ARGS`, for `image linux:NAME`).
+    public var append: String?
+    /// Lines to type on the console, each once the console shows `prompt` again (`type TEXT`).
+    public var typed: [String] = []
+    /// What the console prints before each typed line is sent (`prompt TEXT`).
+    public var prompt = "pvm>"
+    /// Text the console must show, in this order (`console TEXT`).
+    public var consoleExpectations: [Expected] = []
+    /// `transcript calls`: compare hypercall names only (a kernel's arguments and results,
+    /// such as TRNG's random words, differ from run to run).
+    public var callsOnly = false
+    /// `shared-pages N`: pages the guest has shared with the host at the end.
+    public var sharedPages: Int?
+    public var sharedPagesLine = 0
+
+    /// A kernel scenario (`image linux:NAME`): the name of the cached kernel it boots.
+    public var linuxKernel: String? { image.hasPrefix("linux:") ? String(image.dropFirst(6)) : nil }
 
     public static let outcomes = ["powered-off", "faulted", "reset"]
 
@@ -92,6 +109,8 @@ public struct Scenario: Sendable, Equatable {
         var skips: [String: String] = [:]
         var hostActions: [HostAction] = []
         var vcpu: Int?
+        var append: String?, typed: [String] = [], prompt: String?, console: [Expected] = []
+        var callsOnly = false, sharedPages: Int?, sharedPagesLine = 0
         func fail(_ line: Int, _ message: String) -> ScenarioError { ScenarioError(path: path, line: line, message: message) }
         guard text.utf8.count <= Self.sizeLimit else { throw fail(0, "larger than \(Self.sizeLimit >> 10) KiB") }
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -115,6 +134,23 @@ public struct Scenario: Sendable, Equatable {
                 image = rest[0]
             case "flags":
                 flags += rest
+            case "append":
+                append = rest.joined(separator: " ")
+            case "type":
+                typed.append(rest.joined(separator: " "))
+            case "prompt":
+                guard !rest.isEmpty else { throw fail(number, "prompt takes the text the console shows before input") }
+                prompt = rest.joined(separator: " ")
+            case "console":
+                guard !rest.isEmpty else { throw fail(number, "console takes the text the console must show") }
+                console.append(Expected(text: rest.joined(separator: " "), line: number))
+            case "transcript":
+                guard rest == ["calls"] else { throw fail(number, "transcript takes 'calls' (compare hypercall names only)") }
+                callsOnly = true
+            case "shared-pages":
+                guard rest.count == 1, let n = Int(rest[0]), n >= 0 else { throw fail(number, "shared-pages takes a page count") }
+                sharedPages = n
+                sharedPagesLine = number
             case "outcome":
                 guard rest.count == 1, Self.outcomes.contains(rest[0]) else {
                     throw fail(number, "outcome must be one of \(Self.outcomes.joined(separator: ", "))")
@@ -137,7 +173,9 @@ public struct Scenario: Sendable, Equatable {
             case "hvc", "fault", "host":
                 guard let v = vcpu else { throw fail(number, "\(keyword) before any 'vcpu N' line") }
                 let line = words.joined(separator: " ")
-                if let problem = Self.checkTranscriptLine(words) { throw fail(number, problem) }
+                if callsOnly {
+                    guard words.count == 2, keyword == "hvc" else { throw fail(number, "with 'transcript calls', a line is hvc NAME") }
+                } else if let problem = Self.checkTranscriptLine(words) { throw fail(number, problem) }
                 transcripts[v]!.append(Expected(text: line, line: number, repeats: repeats))
             case "page":
                 guard rest.count == 4, rest[0].hasPrefix("ram+") || rest[0].hasPrefix("scratch+"),
@@ -146,7 +184,8 @@ public struct Scenario: Sendable, Equatable {
                 }
                 pages.append(PageExpectation(address: rest[0], state: rest[1...].joined(separator: " "), line: number))
             default:
-                throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, outcome, skip, host, vcpu, hvc, fault, page)")
+                throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, append, type, prompt, console, "
+                           + "transcript, shared-pages, outcome, skip, host, vcpu, hvc, fault, page)")
             }
         }
         guard let image else { throw fail(0, "no 'image' line") }
@@ -156,6 +195,16 @@ public struct Scenario: Sendable, Equatable {
                   flags: flags, outcome: outcome, transcripts: transcripts, pages: pages, skips: skips)
         self.outcomeLine = outcomeLine
         self.hostActions = hostActions
+        self.append = append
+        self.typed = typed
+        if let prompt { self.prompt = prompt }
+        consoleExpectations = console
+        self.callsOnly = callsOnly
+        self.sharedPages = sharedPages
+        self.sharedPagesLine = sharedPagesLine
+        if append != nil || !typed.isEmpty, linuxKernel == nil {
+            throw fail(0, "append and type go with 'image linux:NAME'")
+        }
     }
 
     /// The largest scenario file read.
@@ -188,6 +237,12 @@ public struct Scenario: Sendable, Equatable {
     public var text: String {
         var o = "# pvm test scenario (docs/testing.md)\nscenario \(name)\nimage \(image)\n"
         if !flags.isEmpty { o += "flags \(flags.joined(separator: " "))\n" }
+        if let append { o += "append \(append)\n" }
+        if !typed.isEmpty { o += "prompt \(prompt)\n" }
+        for t in typed { o += "type \(t)\n" }
+        for c in consoleExpectations { o += "console \(c.text)\n" }
+        if callsOnly { o += "transcript calls\n" }
+        if let sharedPages { o += "shared-pages \(sharedPages)\n" }
         for (backend, why) in skips.sorted(by: { $0.key < $1.key }) { o += "skip \(backend) \(why)\n" }
         for h in hostActions { o += "host touch \(h.address) at \(h.event)\n" }
         o += "outcome \(outcome)\n"

@@ -18,6 +18,15 @@ public struct Transcript: Sendable, Equatable {
     public var lines: [Int: [String]] = [:]
     public init() {}
 
+    /// The hypercall lines only, as `hvc NAME` (what `transcript calls` compares).
+    public var callsOnly: Transcript {
+        var t = Transcript()
+        for (v, l) in lines {
+            t.lines[v] = l.filter { $0.hasPrefix("hvc ") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+        }
+        return t
+    }
+
     /// `0x1f`, `ram+0x9000`, `dev:block+0x0`.
     static func isValue(_ s: String) -> Bool {
         var digits = Substring(s)
@@ -188,6 +197,21 @@ public enum TranscriptComparison {
             if g < got.count { return report(nil) }
         }
         return nil
+    }
+
+    /// `lines` with every run of one repeated line folded into a `*` line (what `--record`
+    /// writes for `transcript calls`: how often a kernel tops up its entropy or polls depends on
+    /// timing, which calls it makes in which order does not).
+    public static func foldedRuns(_ lines: [String]) -> [Scenario.Expected] {
+        var out: [Scenario.Expected] = []
+        var i = 0
+        while i < lines.count {
+            var j = i + 1
+            while j < lines.count, lines[j] == lines[i] { j += 1 }
+            out.append(Scenario.Expected(text: lines[i], line: 0, repeats: j - i > 1))
+            i = j
+        }
+        return out
     }
 
     /// `lines` with a vCPU's polling of another folded: PSCI_AFFINITY_INFO answers "on" before

@@ -324,6 +324,19 @@ public final class Machine: @unchecked Sendable {
     /// The counters so far.
     public var statistics: MachineCounters { counters.withLock { $0 } }
 
+    /// Instructions every vCPU has retired, when the backend counts them (the interpreter).
+    public var instructionsRetired: UInt64? {
+        let counts = vcpus.map(\.instructionsRetired)
+        return counts.contains(where: { $0 == nil }) ? nil : counts.reduce(0) { $0 + ($1 ?? 0) }
+    }
+
+    /// Whether the machine's console takes input (the AArch64 machine's PL011).
+    public var acceptsConsoleInput: Bool { uart != nil }
+
+    /// Bytes typed on the console, for the guest's UART to receive (from any thread); dropped
+    /// on a machine whose console has no input.
+    public func consoleInput(_ bytes: [UInt8]) { uart?.receive(bytes) }
+
     /// The first host accesses EL2 refused during the run (`statistics.hostFaults` counts all).
     public var hostFaults: [HostAccessError] { hostFaultLog.withLock { $0 } }
 

@@ -10,7 +10,9 @@ import Synchronization
 /// interrupt status drives the UART's interrupt line (`interrupt`). The PrimeCell
 /// identification registers read as QEMU's PL011 does, so the AMBA bus matches the driver.
 ///
-/// Output goes to the console a line at a time (and whatever is left when the machine stops).
+/// Output goes to the console a line at a time, and when the driver masks the transmit
+/// interrupt (it has nothing more to send: a shell's prompt), and whatever is left when the
+/// machine stops.
 public final class PL011Device: MMIODevice {
     public let name = "pl011"
     private let console: @Sendable ([UInt8]) -> Void
@@ -105,7 +107,14 @@ public final class PL011Device: MMIODevice {
             case Offset.lineControl: r.lcrh = value & 0xFF
             case Offset.control: r.cr = value & 0xFFFF
             case Offset.fifoLevel: r.ifls = value & 0x3F
-            case Offset.interruptMask: r.imsc = value & 0x7FF
+            case Offset.interruptMask:
+                r.imsc = value & 0x7FF
+                // A driver that sent what it had masks the transmit interrupt (Linux's
+                // pl011_stop_tx): a prompt without a newline is shown now.
+                if !r.line.isEmpty {
+                    ready = r.line
+                    r.line.removeAll(keepingCapacity: true)
+                }
             case Offset.dmaControl: r.dmacr = value & 7
             default: break  // ECR, ICR: the raw status is a level, nothing latched to clear
             }

@@ -66,7 +66,13 @@ struct BootCommand: ParsableCommand {
             }
             let machine = try Machine(configuration, backend: backend)
             signals.watch(machine)
+            let input = ConsoleInput()
+            if machine.acceptsConsoleInput {
+                if ConsoleInput.isTerminal { printError("pvm: typing goes to the guest's console; Ctrl-A x stops the guest") }
+                input.start(machine)
+            }
             let outcome = Result { () throws(VMMError) in try machine.run() }
+            input.finish()
             signals.finish()
             let teardown = try machine.teardown()
             let stats = machine.statistics

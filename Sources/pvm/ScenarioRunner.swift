@@ -47,6 +47,11 @@ struct ScenarioRunner: Sendable {
         if let why = scenario.skips[backend.rawValue] { return result(.skipped(why)) }
         if backend == .kvm, let why = KVMBackend.unavailableReason() { return result(.skipped(why)) }
         var flags = scenario.flags + ["--backend", backend.rawValue]
+        if let name = scenario.linuxKernel {
+            if backend == .kvm { return result(.skipped("a Linux arm64 kernel runs on the interpreter")) }
+            guard let cached = LinuxCache.find(name) else { return result(.skipped(LinuxCache.missing(name))) }
+            flags += ["--kernel", cached.kernel, "--initrd", cached.initrd, "--append", scenario.append ?? ""]
+        }
         if let deterministic, backend == .interp { flags += ["--deterministic", String(deterministic)] }
         let options: GuestOptions
         do {
@@ -55,7 +60,7 @@ struct ScenarioRunner: Sendable {
         } catch {
             return result(.error("\(scenario.path): flags: \(GuestOptions.message(for: error).split(separator: "\n").first ?? "")"))
         }
-        let image = Self.resolve(scenario.image, relativeTo: scenario.path)
+        let image = scenario.linuxKernel == nil ? Self.resolve(scenario.image, relativeTo: scenario.path) : "hello"
         let built: (MachineConfiguration, any ExecutionBackend)
         do { built = try options.machine(image: image, command: "test", quiet: true) } catch {
             return result(.error("\(scenario.path): \(error)"))
@@ -95,9 +100,16 @@ struct ScenarioRunner: Sendable {
                 }
             }
         } catch { return result(.error("\(error)")) }
-        configuration.console = { recorder.console($0) }
+        let console = ConsoleScript(typed: scenario.typed, prompt: scenario.prompt)
+        configuration.console = { bytes in
+            recorder.console(bytes)
+            if let line = console.output(bytes), let machine = machineBox.withLock({ $0 }) {
+                machine.consoleInput(Array((line + "\n").utf8))
+            }
+        }
         let outcome: String
         var pages: [Scenario.PageExpectation] = []
+        var sharedAtEnd = 0
         do {
             let machine = try Machine(configuration, backend: executor)
             machineBox.withLock { $0 = machine }
@@ -109,6 +121,7 @@ struct ScenarioRunner: Sendable {
                 let line = recording ? n : scenario.pages[n].line
                 pages.append(.init(address: address, state: Self.state(of: address, map: map, in: machine), line: line))
             }
+            if scenario.sharedPages != nil { sharedAtEnd = Self.sharedPages(in: machine, layout: layout) }
             let teardown = try machine.teardown()
             guard teardown.isClean else {
                 return result(.failed("teardown: \(teardown.leaks.count) leaked pages, \(teardown.violations.count) invariant violations"
@@ -125,8 +138,12 @@ struct ScenarioRunner: Sendable {
         var problem: String?
         if outcome != scenario.outcome {
             problem = "outcome (\(scenario.path):\(scenario.outcomeLine)):\n      expected: \(scenario.outcome)\n      actual:   \(outcome)"
-        } else if let d = TranscriptComparison.firstDivergence(scenario, transcript) {
+        } else if let d = TranscriptComparison.firstDivergence(scenario, scenario.callsOnly ? transcript.callsOnly : transcript) {
             problem = d
+        } else if let missing = console.firstMissing(scenario.consoleExpectations) {
+            problem = "console (\(scenario.path):\(missing.line)):\n      expected: \(missing.text)\n      actual:   (not printed, or not in this order)"
+        } else if let wanted = scenario.sharedPages, wanted != sharedAtEnd {
+            problem = "pages shared with the host at the end (\(scenario.path):\(scenario.sharedPagesLine)):\n      expected: \(wanted)\n      actual:   \(sharedAtEnd)"
         } else {
             for (e, a) in zip(scenario.pages, pages) where e.state != a.state {
                 problem = "page \(e.address) at the end (\(scenario.path):\(e.line)):\n      expected: \(e.state)\n      actual:   \(a.state)"
@@ -180,6 +197,17 @@ struct ScenarioRunner: Sendable {
             return "guest=\(view.state) host=- hyp=-"
         }
         return "guest=\(view.state) host=\(page.host) hyp=\(page.hyp)"
+    }
+
+    /// Guest pages in SHARED_OWNED state (shared with the host) now, from EL2's tables.
+    static func sharedPages(in machine: Machine, layout: MachineLayout) -> Int {
+        var n = 0
+        for gfn in stride(from: layout.memory.lowerBound >> 12, to: layout.memory.upperBound >> 12, by: 1) {
+            if let view = try? machine.hypervisor.guestPageView(vm: machine.handle, gfn: GFN(gfn)), "\(view.state)" == "SHARED_OWNED" {
+                n += 1
+            }
+        }
+        return n
     }
 
     /// A built-in name stays a name; a path is taken relative to the scenario file's directory.

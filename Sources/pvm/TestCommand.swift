@@ -47,6 +47,9 @@ struct TestCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Where failing scenarios' traces are kept (default: the temporary directory).", valueName: "DIR"))
     var keepTraces: String?
 
+    @Option(name: .long, help: ArgumentHelp("Leave out the scenarios whose names match this glob (repeatable): --exclude 'linux-*' skips the kernels.", valueName: "PATTERN"))
+    var exclude: [String] = []
+
     @Flag(name: .long, help: "List the scenarios that would run, and exit.")
     var list = false
 
@@ -63,8 +66,9 @@ struct TestCommand: ParsableCommand {
     }
 
     func run() throws {
-        let files: [String]
-        do { files = try selectFiles() } catch let e as ValidationError { throw e }
+        let selected: [String]
+        do { selected = try selectFiles() } catch let e as ValidationError { throw e }
+        let files = selected.filter { file in !exclude.contains { fnmatch($0, Self.name(of: file), 0) == 0 } }
         var loaded: [(path: String, scenario: Scenario?, error: String?)] = []
         for f in files {
             switch TextFile.read(f, limit: Scenario.sizeLimit) {
@@ -149,7 +153,8 @@ struct TestCommand: ParsableCommand {
             }
             var s = r.scenario
             s.outcome = r.outcome
-            s.transcripts = r.transcript.lines.mapValues(TranscriptComparison.folded)
+            s.transcripts = s.callsOnly ? r.transcript.callsOnly.lines.mapValues(TranscriptComparison.foldedRuns)
+                : r.transcript.lines.mapValues(TranscriptComparison.folded)
             s.pages = r.pages
             do { try TextFile.write(s.text, to: s.path) } catch { printError("pvm test --record: \(error)"); failed = true; continue }
             let calls = r.transcript.lines.values.reduce(0) { $0 + $1.count }

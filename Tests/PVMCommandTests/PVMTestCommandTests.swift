@@ -14,7 +14,7 @@ import Testing
         let dir = try directory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let junit = dir.appendingPathComponent("results.xml").path
-        let r = try pvm(["test", "--junit", junit])
+        let r = try pvm(["test", "--exclude", "linux-*", "--junit", junit])
         #expect(r.status == 0, "\(r.out.suffix(3000))\(r.err)")
         let lines = r.out.split(separator: "\n")
         #expect(lines.first == "KTAP version 1")

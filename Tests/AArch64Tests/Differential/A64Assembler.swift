@@ -136,6 +136,9 @@ enum A64 {
     static func simd3(q: UInt32, u: UInt32, size: UInt32, opcode: UInt32, rd: UInt32, rn: UInt32, rm: UInt32) -> UInt32 {
         q << 30 | u << 29 | 0b01110 << 24 | size << 22 | 1 << 21 | rm << 16 | opcode << 11 | 1 << 10 | rn << 5 | rd
     }
+    static func threeDifferent(q: UInt32, u: UInt32, size: UInt32, opcode: UInt32, rd: UInt32, rn: UInt32, rm: UInt32) -> UInt32 {
+        q << 30 | u << 29 | 0b01110 << 24 | size << 22 | 1 << 21 | rm << 16 | opcode << 12 | rn << 5 | rd
+    }
     static func simd2(q: UInt32, u: UInt32, size: UInt32, opcode: UInt32, rd: UInt32, rn: UInt32) -> UInt32 {
         q << 30 | u << 29 | 0b01110 << 24 | size << 22 | 0b10000 << 17 | opcode << 12 | 0b10 << 10 | rn << 5 | rd
     }

@@ -154,7 +154,27 @@ struct SequenceGenerator {
     mutating func simdInstruction() -> [UInt32] {
         let q = below(2), d = vr(), n = vr(), m = vr()
         let ftype = below(2)
-        switch below(22) {
+        switch below(26) {
+        case 22:
+            // SHRN: immh names the narrow element; shift 1 ... esize.
+            let esize = below(3)
+            let immhb = ((UInt32(1) << esize) << 3) + below(UInt32(8) << esize)
+            return [A64.shiftImm(q: q, u: 0, immhb: immhb, opcode: 0b10000, rd: d, rn: n)]
+        case 23:
+            let opcode: UInt32 = [0b0000, 0b0001, 0b0010, 0b0011, 0b0100, 0b0110, 0b1000, 0b1010, 0b1100][Int(below(9))]
+            return [A64.threeDifferent(q: q, u: below(2), size: below(3), opcode: opcode, rd: d, rn: n, rm: m)]
+        case 24:
+            switch below(4) {
+            case 0: return [0x5E00_4000 | m << 16 | n << 5 | d]  // SHA256H
+            case 1: return [0x5E00_5000 | m << 16 | n << 5 | d]  // SHA256H2
+            case 2: return [0x5E00_6000 | m << 16 | n << 5 | d]  // SHA256SU1
+            default: return [0x5E28_2800 | n << 5 | d]          // SHA256SU0
+            }
+        case 25:
+            // Scalar SSHR / USHR / SHL / SSRA / USRA on D registers.
+            let form = [(0, 0b00000), (1, 0b00000), (0, 0b01010), (0, 0b00010), (1, 0b00010)][Int(below(5))]
+            let immhb = (UInt32(0b1000) << 3) + below(64)
+            return [1 << 30 | 1 << 28 | A64.shiftImm(q: 0, u: UInt32(form.0), immhb: immhb, opcode: UInt32(form.1), rd: d, rn: n)]
         case 0: return [A64.fp2(ftype: ftype, opcode: below(9), rd: d, rn: n, rm: m)]
         case 1: return [A64.fp1(ftype: ftype, opcode: [0, 1, 2, 3, 8, 9, 10, 11, 12][Int(below(9))], rd: d, rn: n)]
         case 2: return [A64.fcmp(ftype: ftype, rn: n, rm: m, zero: flag())]
