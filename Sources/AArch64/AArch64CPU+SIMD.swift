@@ -9,6 +9,31 @@ extension AArch64CPU {
         case .fmovReg, .fmovImm, .fmovToGeneral, .fmovFromGeneral, .fpArith2, .fpArith1, .fpConvert, .fpCompare,
              .fpCondCompare, .fpCondSelect, .fpFused, .fpToInt, .intToFP:
             return executeScalarFP(op) ? .next : .undefined
+        case .sha256:
+            // Straight on the registers: no lane loop, no result buffer (pvmfw hashes a whole
+            // kernel with these).
+            sha256(op, vreg(op.rn), vreg(op.rm), vreg(op.rd))
+            return .next
+        case .vecArith3 where op.a == 0b10000 && op.c == 1 && op.size >= 2:
+            // ADD / SUB of four words or two doublewords (the SHA-256 schedule's W + K).
+            let n = vreg(op.rn), m = vreg(op.rm), d = vreg(op.rd)
+            let sub = op.b == 1
+            if op.size == 2 {
+                let x = n.loadUnaligned(as: SIMD4<UInt32>.self), y = m.loadUnaligned(as: SIMD4<UInt32>.self)
+                d.storeBytes(of: sub ? x &- y : x &+ y, as: SIMD4<UInt32>.self)
+            } else {
+                let x = n.loadUnaligned(as: SIMD2<UInt64>.self), y = m.loadUnaligned(as: SIMD2<UInt64>.self)
+                d.storeBytes(of: sub ? x &- y : x &+ y, as: SIMD2<UInt64>.self)
+            }
+            return .next
+        case .vecArith3 where op.a == 0b00011 && op.b == 0 && op.size == 2 && op.c & 2 == 0:
+            // ORR (MOV when Rn = Rm), 8 or 16 bytes.
+            let n = vreg(op.rn), m = vreg(op.rm), d = vreg(op.rd)
+            let lo = n.load(as: UInt64.self) | m.load(as: UInt64.self)
+            let hi = op.c & 1 != 0 ? n.load(fromByteOffset: 8, as: UInt64.self) | m.load(fromByteOffset: 8, as: UInt64.self) : 0
+            d.storeBytes(of: lo, as: UInt64.self)
+            d.storeBytes(of: hi, toByteOffset: 8, as: UInt64.self)
+            return .next
         default:
             return executeVector(op) ? .next : .undefined
         }
@@ -95,9 +120,6 @@ extension AArch64CPU {
                     Self.setLane(o, (q ? count : 0) + i, esize, v)
                 }
                 if !q { o.storeBytes(of: UInt64(0), toByteOffset: 8, as: UInt64.self) }
-                return .commit(q: true)
-            case .sha256:
-                sha256(op, n, m, o)
                 return .commit(q: true)
             case .vecThreeDifferent:
                 threeDifferent(op, n, m, o, q: q)
@@ -193,7 +215,7 @@ extension AArch64CPU {
             return true
         }
         if scalarForm { guard esize == 3 else { return false } }
-        let pairwise = [0b10111, 0b10100, 0b10101].contains(op.a)
+        let pairwise = op.a == 0b10111 || op.a == 0b10100 || op.a == 0b10101
         for i in 0 ..< lanes {
             let x: UInt64, y: UInt64
             if pairwise {

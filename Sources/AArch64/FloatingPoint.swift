@@ -108,7 +108,14 @@ enum FP {
     /// saturating to a signed or unsigned integer of `bits`; NaN gives 0.
     static func toInteger<F: ArmFloat>(_ x: F, mode: UInt8, unsigned: Bool, bits: Int) -> UInt64 {
         guard !x.isNaN else { return 0 }
-        let rule: FloatingPointRoundingRule = [.toNearestOrEven, .up, .down, .towardZero, .toNearestOrAwayFromZero][Int(mode)]
+        let rule: FloatingPointRoundingRule
+        switch mode {
+        case 0: rule = .toNearestOrEven
+        case 1: rule = .up
+        case 2: rule = .down
+        case 3: rule = .towardZero
+        default: rule = .toNearestOrAwayFromZero
+        }
         let r = x.rounded(rule)
         if unsigned {
             let max = bits == 64 ? F(UInt64.max) : F((UInt64(1) << UInt64(bits)) - 1)

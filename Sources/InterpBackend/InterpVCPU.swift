@@ -87,7 +87,7 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
             return .stage2Abort(Stage2Abort(
                 ipa: fault.ipa, access: access, size: fault.size, value: fault.value,
                 resume: syndrome.isv ? .complete : .reexecute, context: nil,
-                syndrome: AbortSyndrome(esr: fault.esr, far: fault.far, hpfar: fault.hpfar, decoded: syndrome.description)))
+                syndrome: AbortSyndrome(esr: fault.esr, far: fault.far, hpfar: fault.hpfar, describe: { Syndrome($0).description })))
         case let .waitForInterrupt(isWFE):
             // WFE waits for an event another CPU signals by a store or SEV: completing at once
             // is always allowed, and a spin-wait loop around it then just spins.

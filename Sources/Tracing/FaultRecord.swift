@@ -120,13 +120,25 @@ public struct AbortSyndrome: Sendable, Equatable {
     public var esr: UInt64
     public var far: UInt64
     public var hpfar: UInt64
+    /// Decodes ESR: called only when a record or report needs the text (an abort is taken far
+    /// more often than it is written down).
+    private let describe: @Sendable (UInt64) -> String
+
     /// "EC 0x24 (data abort from a lower EL), IL, ISV SAS=4B SRT=x1, WnR (write), DFSC 0x7 (...)".
-    public var decoded: String
+    public var decoded: String { describe(esr) }
 
     public init(esr: UInt64, far: UInt64, hpfar: UInt64, decoded: String) {
+        self.init(esr: esr, far: far, hpfar: hpfar, describe: { _ in decoded })
+    }
+
+    public init(esr: UInt64, far: UInt64, hpfar: UInt64, describe: @escaping @Sendable (UInt64) -> String) {
         self.esr = esr
         self.far = far
         self.hpfar = hpfar
-        self.decoded = decoded
+        self.describe = describe
+    }
+
+    public static func == (a: AbortSyndrome, b: AbortSyndrome) -> Bool {
+        a.esr == b.esr && a.far == b.far && a.hpfar == b.hpfar && a.decoded == b.decoded
     }
 }
