@@ -198,6 +198,9 @@
 #define PVM_A64_GICR_STRIDE                  0x20000ULL
 #define PVM_A64_UART_SPI                     1ULL
 #define PVM_A64_LINUX_KERNEL_GPA             0x80000000ULL
+#define PVM_A64_VIRTIO_RNG_GPA               0x0A003000ULL
+#define PVM_A64_VIRTIO_RNG_SPI               2ULL
+#define PVM_A64_RESTRICTED_POOL_SIZE         0x100000ULL
 #define PVM_A64_COUNTER_FREQUENCY            62500000ULL
 #define PVM_PL011_DR                         0x000ULL
 #define PVM_PL011_FR                         0x018ULL

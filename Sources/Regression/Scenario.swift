@@ -73,6 +73,9 @@ public struct Scenario: Sendable, Equatable {
     /// `transcript calls`: compare hypercall names only (a kernel's arguments and results,
     /// such as TRNG's random words, differ from run to run).
     public var callsOnly = false
+    /// `ignore NAME...`: hypercalls left out of the comparison (a kernel's TRNG_RND64 entropy
+    /// top-ups come whenever its timers say, so their place in the transcript varies).
+    public var ignored: [String] = []
     /// `shared-pages N`: pages the guest has shared with the host at the end.
     public var sharedPages: Int?
     public var sharedPagesLine = 0
@@ -110,7 +113,7 @@ public struct Scenario: Sendable, Equatable {
         var hostActions: [HostAction] = []
         var vcpu: Int?
         var append: String?, typed: [String] = [], prompt: String?, console: [Expected] = []
-        var callsOnly = false, sharedPages: Int?, sharedPagesLine = 0
+        var callsOnly = false, sharedPages: Int?, sharedPagesLine = 0, ignored: [String] = []
         func fail(_ line: Int, _ message: String) -> ScenarioError { ScenarioError(path: path, line: line, message: message) }
         guard text.utf8.count <= Self.sizeLimit else { throw fail(0, "larger than \(Self.sizeLimit >> 10) KiB") }
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -147,6 +150,9 @@ public struct Scenario: Sendable, Equatable {
             case "transcript":
                 guard rest == ["calls"] else { throw fail(number, "transcript takes 'calls' (compare hypercall names only)") }
                 callsOnly = true
+            case "ignore":
+                guard !rest.isEmpty else { throw fail(number, "ignore takes hypercall names") }
+                ignored += rest
             case "shared-pages":
                 guard rest.count == 1, let n = Int(rest[0]), n >= 0 else { throw fail(number, "shared-pages takes a page count") }
                 sharedPages = n
@@ -185,7 +191,7 @@ public struct Scenario: Sendable, Equatable {
                 pages.append(PageExpectation(address: rest[0], state: rest[1...].joined(separator: " "), line: number))
             default:
                 throw fail(number, "unknown keyword '\(keyword)' (scenario, image, flags, append, type, prompt, console, "
-                           + "transcript, shared-pages, outcome, skip, host, vcpu, hvc, fault, page)")
+                           + "transcript, ignore, shared-pages, outcome, skip, host, vcpu, hvc, fault, page)")
             }
         }
         guard let image else { throw fail(0, "no 'image' line") }
@@ -200,6 +206,7 @@ public struct Scenario: Sendable, Equatable {
         if let prompt { self.prompt = prompt }
         consoleExpectations = console
         self.callsOnly = callsOnly
+        self.ignored = ignored
         self.sharedPages = sharedPages
         self.sharedPagesLine = sharedPagesLine
         if append != nil || !typed.isEmpty, linuxKernel == nil {
@@ -242,6 +249,7 @@ public struct Scenario: Sendable, Equatable {
         for t in typed { o += "type \(t)\n" }
         for c in consoleExpectations { o += "console \(c.text)\n" }
         if callsOnly { o += "transcript calls\n" }
+        if !ignored.isEmpty { o += "ignore \(ignored.joined(separator: " "))\n" }
         if let sharedPages { o += "shared-pages \(sharedPages)\n" }
         for (backend, why) in skips.sorted(by: { $0.key < $1.key }) { o += "skip \(backend) \(why)\n" }
         for h in hostActions { o += "host touch \(h.address) at \(h.event)\n" }

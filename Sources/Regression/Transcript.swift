@@ -19,12 +19,22 @@ public struct Transcript: Sendable, Equatable {
     public init() {}
 
     /// The hypercall lines only, as `hvc NAME` (what `transcript calls` compares).
-    public var callsOnly: Transcript {
+    public var callsOnly: Transcript { calls(ignoring: []) }
+
+    /// The hypercall lines as `hvc NAME`, without the calls named in `ignored`.
+    public func calls(ignoring ignored: [String]) -> Transcript {
         var t = Transcript()
         for (v, l) in lines {
             t.lines[v] = l.filter { $0.hasPrefix("hvc ") }.map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+                .filter { line in !ignored.contains { "hvc " + $0 == line } }
         }
         return t
+    }
+
+    /// What a scenario compares against: everything, or with `transcript calls` the calls
+    /// it does not ignore.
+    public func compared(by scenario: Scenario) -> Transcript {
+        scenario.callsOnly ? calls(ignoring: scenario.ignored) : self
     }
 
     /// `0x1f`, `ram+0x9000`, `dev:block+0x0`.

@@ -19,6 +19,9 @@ public enum AArch64Layout {
     public static let gicRedistributorStride: UInt64 = 0x2_0000
     public static let uartInterrupt: UInt64 = 1
     public static let linuxKernel: UInt64 = 0x8000_0000
+    public static let virtioRNG: UInt64 = 0x0a00_3000
+    public static let virtioRNGInterrupt: UInt64 = 2
+    public static let restrictedPoolSize: UInt64 = 0x10_0000
     public static let counterFrequency: UInt64 = 62500000
     public static let pl011Data: UInt64 = 0x000
     public static let pl011Flags: UInt64 = 0x018

@@ -79,7 +79,8 @@ public struct LinuxBoot: Sendable {
 
 /// Where a Linux kernel and its initramfs go in guest RAM, as crosvm places them for a
 /// protected VM: the Image at the start of RAM (plus its text_offset), the initramfs at the
-/// next 2 MiB boundary after the kernel's image_size, the device tree at the end of RAM.
+/// next 2 MiB boundary after the kernel's image_size, the device tree at the end of RAM with
+/// the restricted DMA pool below it.
 struct LinuxPlacement: Sendable {
     let image: LinuxImage
     /// The Image file's bytes in guest-physical memory.
@@ -102,11 +103,13 @@ struct LinuxPlacement: Sendable {
         } else {
             self.initrd = nil
         }
-        guard end <= layout.handoff else {
-            let needed = (end - AArch64Layout.ramBase + AArch64Layout.fdtMaxSize + (4 << 20) + (1 << 20) - 1) >> 20
+        // Below the restricted DMA pool, which sits under the device tree.
+        let limit = layout.handoff - AArch64Layout.restrictedPoolSize
+        guard end <= limit else {
+            let needed = (end - AArch64Layout.ramBase + AArch64Layout.fdtMaxSize + AArch64Layout.restrictedPoolSize + (4 << 20) + (1 << 20) - 1) >> 20
             throw .linuxPlacement("\(name): the kernel (\(image.imageSize >> 20) MiB with its BSS)"
                                   + (linux.initrd.map { " and the \($0.count >> 10) KiB initramfs" } ?? "")
-                                  + " do not fit below the device tree at \(hex(layout.handoff)); use --memory \(needed)M or more")
+                                  + " do not fit below the DMA pool and device tree at \(hex(limit)); use --memory \(needed)M or more")
         }
     }
 }

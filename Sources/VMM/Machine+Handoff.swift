@@ -100,6 +100,8 @@ extension Machine {
         }
         tree.root.child(uart)
 
+        if let pool = restrictedPool { addVirtioNodes(&tree, pool: pool, reg: reg) }
+
         if configuration.iommuMode != nil {
             for (name, address) in [("block", layout.block), ("dma", layout.dma)] {
                 var device = DeviceTree.Node(name + "@" + String(address, radix: 16))
@@ -154,5 +156,32 @@ extension Machine {
         timer.property("interrupts", cells: [13, 14, 11, 10].flatMap { [Self.ppiType, UInt32($0), Self.levelHigh] })
         timer.property("always-on")
         tree.root.child(timer)
+    }
+
+    static let poolHandle: UInt32 = 3
+
+    /// The virtio-rng (virtio,mmio, Documentation/devicetree/bindings/virtio/mmio.yaml), coherent,
+    /// its DMA restricted to a `restricted-dma-pool` (reserved-memory binding; kernel/dma/swiotlb.c
+    /// rmem_swiotlb_setup): the pool a pKVM guest shares with the host when the device probes, so
+    /// the host's device only ever touches shared pages (docs/linux.md).
+    private func addVirtioNodes(_ tree: inout DeviceTree, pool: Range<UInt64>, reg: (UInt64, UInt64) -> [UInt32]) {
+        var reserved = DeviceTree.Node("reserved-memory")
+        reserved.property("#address-cells", cells: [2])
+        reserved.property("#size-cells", cells: [2])
+        reserved.property("ranges")
+        var restricted = DeviceTree.Node("restricted-dma@" + String(pool.lowerBound, radix: 16))
+        restricted.property("compatible", string: "restricted-dma-pool")
+        restricted.property("reg", cells: reg(pool.lowerBound, pool.upperBound - pool.lowerBound))
+        restricted.property("phandle", cells: [Self.poolHandle])
+        reserved.child(restricted)
+        tree.root.child(reserved)
+
+        var virtio = DeviceTree.Node("virtio@" + String(AArch64Layout.virtioRNG, radix: 16))
+        virtio.property("compatible", string: "virtio,mmio")
+        virtio.property("reg", cells: reg(AArch64Layout.virtioRNG, pageSize))
+        virtio.property("interrupts", cells: [Self.spiType, UInt32(AArch64Layout.virtioRNGInterrupt), Self.levelHigh])
+        virtio.property("dma-coherent")
+        virtio.property("memory-region", cells: [Self.poolHandle])
+        tree.root.child(virtio)
     }
 }

@@ -58,6 +58,18 @@ public final class Machine: @unchecked Sendable {
     private(set) var blockDevice: BlockDevice?
     /// The AArch64 machine's PL011, which takes the console's input (`consoleInput`).
     private(set) var uart: PL011Device?
+    /// A Linux guest's virtio-rng (with an SMMU and a GIC).
+    private(set) var virtioRNG: VirtioRNGDevice?
+
+    /// Whether the machine has the virtio-rng and its restricted DMA pool: a Linux kernel on
+    /// the AArch64 machine with a GIC and an SMMU.
+    var hasVirtio: Bool { configuration.linux != nil && hasInterruptController && configuration.iommuMode != nil }
+
+    /// The restricted DMA pool (a `restricted-dma-pool` reserved-memory region the guest shares
+    /// for its virtio devices): the last 1 MiB of RAM below the device tree.
+    var restrictedPool: Range<UInt64>? {
+        hasVirtio ? layout.handoff - AArch64Layout.restrictedPoolSize ..< layout.handoff : nil
+    }
 
     // Run state, shared between vCPU threads.
     struct RunState {
@@ -233,7 +245,19 @@ public final class Machine: @unchecked Sendable {
             try hypervisor.iommuAttach(Self.hostDMAStream, domain: domain)
             try hypervisor.iommuAttach(BlockDevice.stream, domain: domain)
             try hypervisor.iommuAssign(Self.guestDMAStream, vm: handle)
+            if hasVirtio { try hypervisor.iommuAttach(VirtioRNGDevice.stream, domain: domain) }
         } catch { throw .hypervisor(operation: "SMMU setup", error: error) }
+        if hasVirtio {
+            let backend = backend
+            var seed = UInt64.random(in: 1 ... .max)
+            if case let .deterministic(s) = configuration.scheduling { seed = s ^ 0x7669_7274 }
+            let rng = VirtioRNGDevice(hypervisor: hypervisor, ramBase: ramBase, guestMemory: layout.memory,
+                                      pagingDomain: mode == .refcount ? Self.hostPagingDomain : nil, seed: seed, trace: trace) { level in
+                backend.setInterruptLine(spi: Int(AArch64Layout.virtioRNGInterrupt), level: level)
+            }
+            virtioRNG = rng
+            devices.add(rng, at: AArch64Layout.virtioRNG)
+        }
         hostDMA = DMAEngine(name: "host-dma", stream: Self.hostDMAStream, hypervisor: hypervisor, trace: trace)
         let guestEngine = DMAEngine(name: "guest-dma", stream: Self.guestDMAStream, hypervisor: hypervisor, trace: trace)
         guestDMA = guestEngine

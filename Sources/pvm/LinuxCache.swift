@@ -22,21 +22,50 @@ struct LinuxCache {
 
     /// Why there is no cached kernel `name`, for skip messages.
     static func missing(_ name: String) -> String {
-        "no cached \(name) kernel in \(directory) (scripts/fetch-linux.sh downloads Debian's and builds the initramfs)"
+        guard names.contains(name) else { return "no kernel '\(name)': pvm knows \(names.joined(separator: ", "))" }
+        return "no cached \(name) kernel in \(directory) (scripts/fetch-linux.sh downloads Debian's and builds the initramfs"
+            + (name == "pkvm" ? "; scripts/build-pkvm-guest-kernel.sh builds the pKVM guest)" : ")")
     }
 
-    /// The cached kernel `name` ("debian"), or nil.
+    /// The kernels a scenario can name: Debian's, and the pKVM guest built from Debian's
+    /// linux-source (scripts/build-pkvm-guest-kernel.sh), both with fetch-linux.sh's initramfs.
+    static let names = ["debian", "pkvm"]
+
+    /// The cached kernel `name`, or nil.
     static func find(_ name: String) -> LinuxCache? {
-        guard name == "debian" else { return nil }
-        guard case let .success(bytes) = TextFile.read(directory + "/current", limit: 1 << 16) else { return nil }
+        guard let debian = manifest(directory + "/current"), let kernel = debian["kernel"], let initrd = debian["initrd"] else { return nil }
+        let i = directory + "/" + initrd
+        guard access(i, R_OK) == 0 else { return nil }
+        switch name {
+        case "debian":
+            let k = directory + "/" + kernel
+            guard access(k, R_OK) == 0 else { return nil }
+            return LinuxCache(kernel: k, initrd: i, release: debian["kernel_release"] ?? "?")
+        case "pkvm":
+            // The build whose manifest names the source version `current` records.
+            let root = directory + "/pkvm-guest"
+            guard let version = manifest(root + "/current")?["source_version"], let dir = opendir(root) else { return nil }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let key = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard key.count == 64, let m = manifest(root + "/" + key + "/manifest"), m["source_version"] == version,
+                      access(root + "/" + key + "/Image", R_OK) == 0 else { continue }
+                return LinuxCache(kernel: root + "/" + key + "/Image", initrd: i, release: m["kernel_release"] ?? "?")
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// A `name=value` file (comments start with #), read with a bound.
+    private static func manifest(_ path: String) -> [String: String]? {
+        guard case let .success(bytes) = TextFile.read(path, limit: 1 << 16) else { return nil }
         var fields: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             guard let eq = line.firstIndex(of: "=") else { continue }
             fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }
-        guard let kernel = fields["kernel"], let initrd = fields["initrd"] else { return nil }
-        let k = directory + "/" + kernel, i = directory + "/" + initrd
-        guard access(k, R_OK) == 0, access(i, R_OK) == 0 else { return nil }
-        return LinuxCache(kernel: k, initrd: i, release: fields["kernel_release"] ?? "?")
+        return fields
     }
 }

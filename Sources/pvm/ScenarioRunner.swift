@@ -114,11 +114,12 @@ struct ScenarioRunner: Sendable {
             let machine = try Machine(configuration, backend: executor)
             machineBox.withLock { $0 = machine }
             outcome = try machine.run().name
-            let wanted = recording ? Array(Set(scenario.pages.map(\.address) + recorder.namedPages)).sorted {
+            // A kernel's pages (`transcript calls`) are counted (`shared-pages`), not named.
+            let wanted = recording && !scenario.callsOnly ? Array(Set(scenario.pages.map(\.address) + recorder.namedPages)).sorted {
                 (map.ipa($0) ?? 0) < (map.ipa($1) ?? 0)
             } : scenario.pages.map(\.address)
             for (n, address) in wanted.enumerated() {
-                let line = recording ? n : scenario.pages[n].line
+                let line = recording && !scenario.callsOnly ? n : scenario.pages[n].line
                 pages.append(.init(address: address, state: Self.state(of: address, map: map, in: machine), line: line))
             }
             if scenario.sharedPages != nil { sharedAtEnd = Self.sharedPages(in: machine, layout: layout) }
@@ -138,7 +139,7 @@ struct ScenarioRunner: Sendable {
         var problem: String?
         if outcome != scenario.outcome {
             problem = "outcome (\(scenario.path):\(scenario.outcomeLine)):\n      expected: \(scenario.outcome)\n      actual:   \(outcome)"
-        } else if let d = TranscriptComparison.firstDivergence(scenario, scenario.callsOnly ? transcript.callsOnly : transcript) {
+        } else if let d = TranscriptComparison.firstDivergence(scenario, transcript.compared(by: scenario)) {
             problem = d
         } else if let missing = console.firstMissing(scenario.consoleExpectations) {
             problem = "console (\(scenario.path):\(missing.line)):\n      expected: \(missing.text)\n      actual:   (not printed, or not in this order)"

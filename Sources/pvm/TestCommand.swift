@@ -153,7 +153,7 @@ struct TestCommand: ParsableCommand {
             }
             var s = r.scenario
             s.outcome = r.outcome
-            s.transcripts = s.callsOnly ? r.transcript.callsOnly.lines.mapValues(TranscriptComparison.foldedRuns)
+            s.transcripts = s.callsOnly ? r.transcript.calls(ignoring: s.ignored).lines.mapValues(TranscriptComparison.foldedRuns)
                 : r.transcript.lines.mapValues(TranscriptComparison.folded)
             s.pages = r.pages
             do { try TextFile.write(s.text, to: s.path) } catch { printError("pvm test --record: \(error)"); failed = true; continue }

@@ -123,6 +123,35 @@ import Glibc
         #expect(t[3] == 3 && t.read64(TestCPU.dataBase) == 3)
     }
 
+    /// CASP compares and swaps a pair: 16 bytes for X registers (what Linux's
+    /// this_cpu_cmpxchg128 in the slab allocator uses), 8 for W registers.
+    @Test func caspSwapsAPairOfDoublewordsOrWords() {
+        let t = TestCPU()
+        t.enableMMU()
+        t[4] = TestCPU.dataBase
+        t.write64(TestCPU.dataBase, 0x1111)
+        t.write64(TestCPU.dataBase + 8, 0x2222)
+        t[0] = 0x1111
+        t[1] = 0x2222
+        t[2] = 0xAAAA_0000_0000_0001
+        t[3] = 0xBBBB_0000_0000_0002
+        t.run([0x4820_7C82])  // casp x0, x1, x2, x3, [x4]
+        #expect(t.read64(TestCPU.dataBase) == 0xAAAA_0000_0000_0001 && t.read64(TestCPU.dataBase + 8) == 0xBBBB_0000_0000_0002)
+        #expect(t[0] == 0x1111 && t[1] == 0x2222)
+        // A stale pair: nothing stored, the registers get what memory holds.
+        t.run([0x4820_7C82])
+        #expect(t[0] == 0xAAAA_0000_0000_0001 && t[1] == 0xBBBB_0000_0000_0002)
+        #expect(t.read64(TestCPU.dataBase) == 0xAAAA_0000_0000_0001)
+        // casp w0, w1, w2, w3, [x4] on the low 8 bytes.
+        t.write64(TestCPU.dataBase, 0x0000_0005_0000_0004)
+        t[0] = 4
+        t[1] = 5
+        t[2] = 6
+        t[3] = 7
+        t.run([0x0820_7C82])
+        #expect(t.read64(TestCPU.dataBase) == 0x0000_0007_0000_0006)
+    }
+
     /// Two CPUs on two host threads increment one counter, one with an LDXR/STXR loop and one
     /// with LDADD: no increment is lost.
     @Test func atomicsAreAtomicAcrossHostThreads() {

@@ -22,6 +22,47 @@ import Testing
         page scratch+0x0 guest=SHARED_OWNED host=SHARED_BORROWED hyp=NOPAGE
         """
 
+    static let kernel = """
+        scenario boot
+        image linux:debian
+        flags --memory 256M
+        append console=ttyAMA0 panic=-1 pvm.shell
+        prompt pvm>
+        type uname -r
+        type exit
+        console pvm-init: shell ready
+        transcript calls
+        shared-pages 0
+        outcome powered-off
+        vcpu 0
+          hvc PSCI_VERSION
+        * hvc TRNG_RND64
+          hvc PSCI_SYSTEM_OFF
+        """
+
+    @Test func aKernelScenarioParsesAndRoundTrips() throws {
+        let s = try Scenario(parsing: Self.kernel, path: "boot.scenario")
+        #expect(s.linuxKernel == "debian" && s.append == "console=ttyAMA0 panic=-1 pvm.shell")
+        #expect(s.typed == ["uname -r", "exit"] && s.prompt == "pvm>" && s.callsOnly && s.sharedPages == 0)
+        #expect(s.consoleExpectations.map(\.text) == ["pvm-init: shell ready"])
+        #expect(s.transcripts[0]?.map(\.text) == ["hvc PSCI_VERSION", "hvc TRNG_RND64", "hvc PSCI_SYSTEM_OFF"])
+        #expect(try Scenario(parsing: s.text, path: "boot.scenario").text == s.text)
+        // Names only under `transcript calls`; a full line there is refused, and so are kernel
+        // lines for an image that is not a kernel.
+        #expect(throws: ScenarioError.self) {
+            try Scenario(parsing: Self.kernel.replacingOccurrences(of: "  hvc PSCI_VERSION", with: "  hvc PSCI_VERSION 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0"), path: "b")
+        }
+        #expect(throws: ScenarioError.self) {
+            try Scenario(parsing: Self.kernel.replacingOccurrences(of: "image linux:debian", with: "image hello"), path: "b")
+        }
+        var t = Transcript()
+        t.lines[0] = ["hvc PSCI_VERSION 0x0 0x0 0x0 -> 0x10003 0x0 0x0 0x0", "fault read ram+0x0 donated",
+                      "hvc PSCI_SYSTEM_OFF 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0"]
+        #expect(TranscriptComparison.firstDivergence(s, t.callsOnly) == nil)
+        t.lines[0]!.insert("hvc MEM_SHARE 0x0 0x0 0x0 -> 0x0 0x0 0x0 0x0", at: 1)
+        #expect(TranscriptComparison.firstDivergence(s, t.callsOnly)?.contains("hvc MEM_SHARE") == true)
+    }
+
     @Test func aGoodFileParsesAndRoundTrips() throws {
         let s = try Scenario(parsing: Self.good, path: "demo.scenario")
         #expect(s.name == "demo" && s.image == "share" && s.flags == ["--pkvm-abi", "android", "--vcpus", "2"])
