@@ -29,22 +29,26 @@ extension AArch64CPU {
 
     /// SHA256hash: four rounds on the state halves X (a, b, c, d) and Y (e, f, g, h), lowest
     /// lane first, with the schedule words W; part 1 returns X (SHA256H), part 2 Y (SHA256H2).
+    /// The lanes are scalars here: ROL(Y:X, 32) after each round is a renaming.
     @inline(__always)
     static func sha256Hash(x: SIMD4<UInt32>, y: SIMD4<UInt32>, w: SIMD4<UInt32>, part1: Bool) -> SIMD4<UInt32> {
-        var x = x, y = y
+        var (x0, x1, x2, x3) = (x[0], x[1], x[2], x[3])
+        var (y0, y1, y2, y3) = (y[0], y[1], y[2], y[3])
+        let words = (w[0], w[1], w[2], w[3])
         for e in 0 ..< 4 {
-            let choose = ((y[1] ^ y[2]) & y[0]) ^ y[2]
-            let majority = (x[0] & x[1]) | ((x[0] | x[1]) & x[2])
-            let sigma1 = y[0].rotatedRight(6) ^ y[0].rotatedRight(11) ^ y[0].rotatedRight(25)
-            let sigma0 = x[0].rotatedRight(2) ^ x[0].rotatedRight(13) ^ x[0].rotatedRight(22)
-            let t = y[3] &+ sigma1 &+ choose &+ w[e]
-            let xTop = t &+ x[3]
+            let we = e == 0 ? words.0 : e == 1 ? words.1 : e == 2 ? words.2 : words.3
+            let choose = ((y1 ^ y2) & y0) ^ y2
+            let majority = (x0 & x1) | ((x0 | x1) & x2)
+            let sigma1 = y0.rotatedRight(6) ^ y0.rotatedRight(11) ^ y0.rotatedRight(25)
+            let sigma0 = x0.rotatedRight(2) ^ x0.rotatedRight(13) ^ x0.rotatedRight(22)
+            let t = y3 &+ sigma1 &+ choose &+ we
+            let xTop = t &+ x3
             let yTop = t &+ sigma0 &+ majority
             // ROL(Y:X, 32): each half moves up a lane; X's new top lane enters Y, Y's enters X.
-            x = SIMD4(yTop, x[0], x[1], x[2])
-            y = SIMD4(xTop, y[0], y[1], y[2])
+            (x3, x2, x1, x0) = (x2, x1, x0, yTop)
+            (y3, y2, y1, y0) = (y2, y1, y0, xTop)
         }
-        return part1 ? x : y
+        return part1 ? SIMD4(x0, x1, x2, x3) : SIMD4(y0, y1, y2, y3)
     }
 }
 

@@ -27,7 +27,10 @@ struct BenchLinuxCommand: ParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Kernel Image (default: the cached Debian kernel).", valueName: "IMAGE"))
+    @Option(help: ArgumentHelp("Which cached kernel: debian (Debian's cloud kernel, scripts/fetch-linux.sh) or pkvm (the pKVM guest, scripts/build-pkvm-guest-kernel.sh).", valueName: "NAME"))
+    var guest = "debian"
+
+    @Option(help: ArgumentHelp("Kernel Image instead of a cached one.", valueName: "IMAGE"))
     var kernel: String?
 
     @Option(help: ArgumentHelp("Initramfs (default: the cached one, with the pvm.shell /init).", valueName: "FILE"))
@@ -57,6 +60,7 @@ struct BenchLinuxCommand: ParsableCommand {
         guard (1 ... 20).contains(repeats) else { throw ValidationError("--repeats must be 1...20") }
         guard (1 ... 8).contains(vcpus) else { throw ValidationError("--vcpus must be 1...8") }
         guard SizeFlag.bytes(memory) != nil else { throw ValidationError("--memory '\(memory)' is not a size") }
+        guard LinuxCache.names.contains(guest) else { throw ValidationError("--guest must be \(LinuxCache.names.joined(separator: " or "))") }
     }
 
     struct Figures {
@@ -74,9 +78,9 @@ struct BenchLinuxCommand: ParsableCommand {
     }
 
     func run() throws {
-        let cached = LinuxCache.find("debian")
+        let cached = LinuxCache.find(guest)
         guard let kernelPath = kernel ?? cached?.kernel, let initrdPath = initrd ?? cached?.initrd else {
-            throw ValidationError(LinuxCache.missing("debian") + "; or give --kernel and --initrd")
+            throw ValidationError(LinuxCache.missing(guest) + "; or give --kernel and --initrd")
         }
         let kernelBytes = try Self.read(kernelPath, limit: 256 << 20)
         let initrdBytes = try Self.read(initrdPath, limit: 1 << 30)

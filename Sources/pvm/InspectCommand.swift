@@ -38,7 +38,7 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Guest image: an ELF file or a built-in name (default hello).", valueName: "IMAGE"))
     var imageArgument: String?
 
-    var image: String { imageArgument ?? "hello" }
+    var image: String { imageArgument ?? guest.kernel ?? "hello" }
 
     @Option(name: .long, help: ArgumentHelp("Run this pvm model script instead of booting a guest.", valueName: "SCRIPT"))
     var model: String?
@@ -73,6 +73,7 @@ struct InspectCommand: ParsableCommand {
         if model == nil {
             try guest.check()
             if ipaBits != nil { throw ValidationError("--ipa-bits applies to --model; a booted guest's IPA size comes from EL2") }
+            if guest.kernel != nil, let imageArgument { throw ValidationError("give IMAGE ('\(imageArgument)') or --kernel, not both") }
         } else {
             var ignored = guest.bootOnlyFlagsGiven
             if imageArgument != nil { ignored.insert("IMAGE", at: 0) }
