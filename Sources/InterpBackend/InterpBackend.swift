@@ -89,9 +89,13 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
     /// The machine's clock in instructions becomes every vCPU's CNTVCT_EL0: one instruction a
     /// nanosecond, so CNTFRQ_EL0's 62.5 MHz is one tick per 16 instructions.
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool {
+        useVirtualClock(clock, skip: { _ in })
+    }
+
+    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool {
         let perTick = 1_000_000_000 / AArch64CPU.counterFrequency
         shootdown.forEachCPU { $0.counter = .external { clock() / perTick } }
-        shootdown.forEachVCPU { $0.virtualTime = true }
+        shootdown.forEachVCPU { $0.skipVirtualTime = skip }
         return true
     }
 }

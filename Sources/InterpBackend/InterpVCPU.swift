@@ -23,9 +23,13 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
     let gic: GICv3?
     /// What a WFI sleeps on: the GIC raising this CPU's line, or a kick.
     let wakeup = Wakeup()
-    /// Set for a deterministic run: time is the machine's instruction count, so a WFI returns
-    /// at once instead of sleeping on the host's clock.
-    var virtualTime = false
+    /// Set for a deterministic run, where time is the machine's instruction count: a WFI with
+    /// nothing pending lets the virtual clock pass to its timer's deadline (at most
+    /// `longestSkip`) through this, instead of sleeping on the host's clock.
+    var skipVirtualTime: (@Sendable (UInt64) -> Void)?
+    /// The most virtual time one WFI skips: 1 ms alone; with other vCPUs, which may be busy
+    /// and whose clock the skip moves too, 20 µs, a few of their turns.
+    var longestSkip: UInt64 { (gic?.cpuCount ?? 1) > 1 ? 20_000 : 1_000_000 }
 
     /// Instructions per `run()` before the core gets a look (stop requests, statistics); the
     /// timers' lines are updated between runs, so this is also their resolution (about 0.3 ms).
@@ -49,15 +53,21 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
 
     /// WFI (Arm ARM D1.16.2): returns at once if an interrupt is pending for this CPU (even one
     /// PSTATE masks), else sleeps until one is, the next timer deadline, a kick, or
-    /// `longestSleep`. Without a GIC, or on virtual time, it completes at once (a spurious
-    /// wake-up, which the architecture allows).
+    /// `longestSleep`. On virtual time it skips the clock forward instead. Without a GIC it
+    /// completes at once (a spurious wake-up, which the architecture allows).
     private func waitForInterrupt() {
-        guard let gic, !virtualTime else {
+        guard let gic else {
             sched_yield()
             return
         }
         updateTimers()
         if gic.interruptPending(cpu: index) { return }
+        if let skip = skipVirtualTime {
+            let ticks = cpu.ticksUntilTimer() ?? .max
+            skip(min(ticks == .max ? longestSkip : ticks &* AArch64CPU.nanosecondsPerTick, longestSkip))
+            updateTimers()
+            return
+        }
         var sleep = Self.longestSleep
         if let ticks = cpu.ticksUntilTimer() {
             sleep = min(sleep, ticks &* AArch64CPU.nanosecondsPerTick)

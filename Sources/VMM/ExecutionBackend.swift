@@ -42,6 +42,9 @@ public protocol ExecutionBackend: AnyObject, Sendable {
     /// Switches the guest's clock to `clock` (instructions retired by the whole machine) for a
     /// deterministic run; false when the backend cannot run deterministically (KVM).
     func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool
+    /// The same, with `skip`: an idle vCPU (in WFI with nothing pending) lets virtual time
+    /// pass to its next timer deadline instead of spinning until the clock gets there.
+    func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool
     /// The interrupt controller the backend emulates beside its CPUs, as KVM's in-kernel vGIC
     /// is (the interpreter: a GICv3), for `vcpus` vCPUs: its MMIO frames, which the machine puts
     /// on its bus behind the guest's stage 2 like any device. Called once, before `makeVCPU`;
@@ -54,6 +57,9 @@ public protocol ExecutionBackend: AnyObject, Sendable {
 
 extension ExecutionBackend {
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool { false }
+    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool {
+        useVirtualClock(clock)
+    }
     public func attachInterruptController(vcpus: Int) -> [(base: UInt64, size: UInt64, device: any MMIODevice)] { [] }
     public func setInterruptLine(spi: Int, level: Bool) {}
 }

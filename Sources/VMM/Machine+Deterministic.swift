@@ -58,10 +58,16 @@ extension Machine {
     }
 }
 
-/// A deterministic machine's time: the instructions every vCPU has retired, one a nanosecond.
-/// Read by the trace (from EL2's boot on, when it is still 0) and by the guest's counter.
+/// A deterministic machine's time: the instructions every vCPU has retired, one a nanosecond,
+/// plus the time idle vCPUs skipped (a WFI moves the clock to its timer's deadline instead of
+/// spinning there). Read by the trace (from EL2's boot on, when it is still 0) and by the
+/// guest's counter.
 final class VirtualClock: Sendable {
     let vcpus = Mutex<[any GuestVCPU]>([])
+    let skipped = Atomic<UInt64>(0)
 
-    var now: UInt64 { vcpus.withLock { $0 }.reduce(0) { $0 &+ ($1.instructionsRetired ?? 0) } }
+    var now: UInt64 { vcpus.withLock { $0 }.reduce(0) { $0 &+ ($1.instructionsRetired ?? 0) } &+ skipped.load(ordering: .relaxed) }
+
+    /// An idle vCPU lets `nanoseconds` of virtual time pass.
+    func skip(_ nanoseconds: UInt64) { skipped.add(nanoseconds, ordering: .relaxed) }
 }

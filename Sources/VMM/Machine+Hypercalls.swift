@@ -83,7 +83,15 @@ extension Machine {
         case let .readClock(physical):
             results = Self.clockReading(physical: physical)
         case let .entropy(bits, wide):
-            results = Self.randomBits(bits, wide: wide)
+            results = entropy.withLock { state -> SMCCCRegisters in
+                if state != nil {
+                    var seeded = SeededWords(state: state!)
+                    defer { state = seeded.state }
+                    return Self.randomBits(bits, wide: wide, using: &seeded)
+                }
+                var system = SystemRandomNumberGenerator()
+                return Self.randomBits(bits, wide: wide, using: &system)
+            }
         }
         if let results { vcpu.setHypercallResults(results) }
         if let trace {
@@ -169,8 +177,7 @@ extension Machine {
 
     /// TRNG RND32 / RND64 (`kvm_trng_do_rnd`): `bits` random bits, the rest cleared, in x1..x3
     /// (RND32: 32 bits a register, RND64: 64).
-    static func randomBits(_ bits: Int, wide: Bool) -> SMCCCRegisters {
-        var g = SystemRandomNumberGenerator()
+    static func randomBits<G: RandomNumberGenerator>(_ bits: Int, wide: Bool, using g: inout G) -> SMCCCRegisters {
         var words = [UInt64](repeating: 0, count: 3)
         for i in 0 ..< (bits + 63) / 64 { words[i] = g.next() }
         for i in 0 ..< 3 {
@@ -180,4 +187,10 @@ extension Machine {
         if wide { return SMCCCRegisters(SMCCCResult.success, words[2], words[1], words[0]) }
         return SMCCCRegisters(SMCCCResult.success, words[1] & 0xFFFF_FFFF, words[0] >> 32, words[0] & 0xFFFF_FFFF)
     }
+}
+
+/// A deterministic run's TRNG words (SplitMix64).
+struct SeededWords: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 { SplitMix.next(&state) }
 }

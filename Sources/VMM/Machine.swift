@@ -98,6 +98,9 @@ public final class Machine: @unchecked Sendable {
     let markers = Mutex<[(time: UInt64, instructions: UInt64?)]>([])
     /// A deterministic run's clock (unused otherwise).
     let virtualClock = VirtualClock()
+    /// TRNG's random words: the host's random source, or in a deterministic run a SplitMix64
+    /// stream seeded from the run's seed, so the same seed gives the same guest entropy.
+    let entropy: Mutex<UInt64?>
     static let markerLimit = 1024
 
     /// Builds the machine on `backend`: memory, EL2, the EL2 VM, the backend's VM and vCPUs;
@@ -189,6 +192,7 @@ public final class Machine: @unchecked Sendable {
         var vcpus: [any GuestVCPU] = []
         for i in 0 ..< configuration.vcpus { vcpus.append(try backend.makeVCPU(index: i)) }
         self.vcpus = vcpus
+        if case let .deterministic(seed) = configuration.scheduling { entropy = Mutex(seed ^ 0x544E_5247) } else { entropy = Mutex(nil) }
         runState = Mutex(RunState(power: Array(repeating: false, count: configuration.vcpus),
                                   threads: Array(repeating: nil, count: configuration.vcpus)))
         devices = MMIODeviceMap()
@@ -202,7 +206,7 @@ public final class Machine: @unchecked Sendable {
         if case .deterministic = configuration.scheduling {
             virtualClock.vcpus.withLock { $0 = vcpus }
             let clock = virtualClock
-            guard backend.useVirtualClock({ clock.now }) else {
+            guard backend.useVirtualClock({ clock.now }, skip: { clock.skip($0) }) else {
                 throw .configuration(.deterministic(backend: backend.name))
             }
         }
