@@ -141,7 +141,13 @@ sha() { sha256sum <"$1" | cut -d' ' -f1; }
 bytes() { dd if="$1" bs=1 skip="$2" count="$3" 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
 field() { [ -f "$1" ] && sed -n "s/^$2=//p" "$1" | head -n 1; }
 key_of() { printf 'package=%s\nversion=%s\nscript=%s\n%s\n' "$PKG" "$1" "$SCRIPT_VERSION" "$FRAGMENT" | sha256sum | cut -d' ' -f1; }
-answer() { echo "$PRINT$1"; exit 0; }
+# answer IMAGE: records the Image in `current` (pvm's LinuxCache reads its kernel= line), prints it.
+answer() {
+    printf 'package=%s\nsource_version=%s\nkernel=%s\n' "$PKG" "$VER" "${1#"$C"/}" >"$WORK/current.answer" &&
+        mv -f "$WORK/current.answer" "$C/current"
+    echo "$PRINT$1"
+    exit 0
+}
 
 # --- the warm path: the recorded source version's Image, its sha256 still right -------------------
 VER=

@@ -9,6 +9,9 @@ extension AArch64CPU {
         case .fmovReg, .fmovImm, .fmovToGeneral, .fmovFromGeneral, .fpArith2, .fpArith1, .fpConvert, .fpCompare,
              .fpCondCompare, .fpCondSelect, .fpFused, .fpToInt, .intToFP:
             return executeScalarFP(op) ? .next : .undefined
+        case .sha1:
+            sha1(op, vreg(op.rn), vreg(op.rm), vreg(op.rd))
+            return .next
         case .sha256:
             // Straight on the registers: no lane loop, no result buffer (pvmfw hashes a whole
             // kernel with these).

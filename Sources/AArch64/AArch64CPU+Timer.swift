@@ -16,12 +16,13 @@ extension AArch64CPU {
     public func ticksUntilTimer() -> UInt64? {
         let sys = state.pointee.sys
         let now = counterValue()
-        var best: UInt64?
-        for (ctl, cval) in [(sys.cntvCtl, sys.cntvCval), (sys.cntpCtl, sys.cntpCval)] where ctl & 3 == 1 {
-            let wait = cval > now ? cval - now : 0
-            best = min(best ?? .max, wait)
+        func wait(_ ctl: UInt64, _ cval: UInt64) -> UInt64? { ctl & 3 == 1 ? (cval > now ? cval - now : 0) : nil }
+        switch (wait(sys.cntvCtl, sys.cntvCval), wait(sys.cntpCtl, sys.cntpCval)) {
+        case let (v?, p?): return min(v, p)
+        case let (v?, nil): return v
+        case let (nil, p?): return p
+        case (nil, nil): return nil
         }
-        return best
     }
 
     /// Nanoseconds per counter tick at CNTFRQ_EL0.

@@ -8,13 +8,18 @@ extension Decoder {
         let rd = UInt8(w & 31), rn = UInt8((w >> 5) & 31), rm = UInt8((w >> 16) & 31)
         let q = UInt8(f(w, 30, 30)), u = UInt8(f(w, 29, 29)), size = UInt8(f(w, 23, 22))
 
-        // Cryptographic SHA-256 (FEAT_SHA256, C4.1.96.x): three-register SHA256H, SHA256H2,
-        // SHA256SU1 (opcode 4-6), two-register SHA256SU0. `Op.a`: 0 H, 1 H2, 2 SU1, 3 SU0.
-        if w & 0xFF20_8C00 == 0x5E00_0000 {
+        // Cryptographic three-register SHA (C4.1.96.x): SHA1C, SHA1P, SHA1M, SHA1SU0 (opcode
+        // 0-3, FEAT_SHA1) and SHA256H, SHA256H2, SHA256SU1 (4-6, FEAT_SHA256); two-register SHA:
+        // SHA1H, SHA1SU1, SHA256SU0. `Op.a` for .sha1: 0 C, 1 P, 2 M, 3 SU0, 4 H, 5 SU1; for
+        // .sha256: 0 H, 1 H2, 2 SU1, 3 SU0.
+        if w & 0xFFE0_8C00 == 0x5E00_0000 {
             let opcode = f(w, 14, 12)
-            guard opcode >= 4, opcode <= 6 else { return .undefined(w) }
+            guard opcode <= 6 else { return .undefined(w) }
+            if opcode < 4 { return Op(w, .sha1, rd: rd, rn: rn, rm: rm, a: UInt8(opcode)) }
             return Op(w, .sha256, rd: rd, rn: rn, rm: rm, a: UInt8(opcode - 4))
         }
+        if w & 0xFFFF_FC00 == 0x5E28_0800 { return Op(w, .sha1, rd: rd, rn: rn, a: 4) }
+        if w & 0xFFFF_FC00 == 0x5E28_1800 { return Op(w, .sha1, rd: rd, rn: rn, a: 5) }
         if w & 0xFFFF_FC00 == 0x5E28_2800 { return Op(w, .sha256, rd: rd, rn: rn, a: 3) }
         // Scalar floating point: bits 31 = 0 (M), 30 = 0, 28:24 = 11110 or 11111.
         if f(w, 31, 30) == 0, f(w, 28, 24) == 0b11111 {  // FMADD, FMSUB, FNMADD, FNMSUB

@@ -93,5 +93,5 @@ public enum OpKind: UInt16, Sendable {
     case fpToInt, intToFP, fpConvert
     case movi, dupGeneral, dupElement, insGeneral, insElement, umov, smov
     case vecLogical, vecArith3, vecArith2, vecShiftImm, vecAcross, vecPermute, vecExt, vecTable, vecCompareZero
-    case vecFPArith3, vecWiden, vecNarrow, vecThreeDifferent, sha256
+    case vecFPArith3, vecWiden, vecNarrow, vecThreeDifferent, sha256, sha1
 }

@@ -89,9 +89,9 @@ public enum SystemRegister {
         public static let pfr0: UInt64 = 0x11 | 1 << 56 | 1 << 60
         /// ARMv8.0 debug with two breakpoints and two watchpoints, no PMU.
         public static let dfr0: UInt64 = 0x6 | 1 << 12 | 1 << 20
-        /// SHA-256 instructions (bits 15:12 = 1), CRC32 (bits 19:16 = 1) and LSE atomics (bits
-        /// 23:20 = 2).
-        public static let isar0: UInt64 = 1 << 12 | 1 << 16 | 2 << 20
+        /// SHA-1 (bits 11:8 = 1) and SHA-256 (bits 15:12 = 1) instructions (the architecture
+        /// allows SHA2 only with SHA1), CRC32 (bits 19:16 = 1) and LSE atomics (bits 23:20 = 2).
+        public static let isar0: UInt64 = 1 << 8 | 1 << 12 | 1 << 16 | 2 << 20
         /// PARange 40 bits, 16-bit ASIDs, 4 KB granule only (16 KB and 64 KB not implemented).
         public static let mmfr0: UInt64 = 0x2 | 0x2 << 4 | 0xF << 24
         /// PAN (bits 23:20 = 1).

@@ -49,7 +49,7 @@ public final class GICCPUInterface: CPUInterface, @unchecked Sendable {
             case R.iccPMR: s.cpus[cpu].pmr = UInt8(truncatingIfNeeded: value) & GICv3.priorityMask
             case R.iccEOIR1: endOfInterrupt(&s, UInt64(value & 0xFF_FFFF))
             case R.iccDIR: deactivate(&s, Int(value & 0xFF_FFFF))
-            case R.iccBPR1: s.cpus[cpu].bpr1 = max(value & 7, 2)
+            case R.iccBPR1: s.cpus[cpu].bpr1 = max(value & 7, 3)  // 5 priority bits: group 1's minimum is 3
             case R.iccCTLR: s.cpus[cpu].eoiMode = value & 2 != 0
             case R.iccIGRPEN1: s.cpus[cpu].group1Enabled = value & 1 != 0
             case R.iccAP1R0:

@@ -56,7 +56,8 @@ extension GICv3 {
 
     /// A register shared by the distributor (SPIs, `first >= 32`) and SGI_base (`first == 0`):
     /// the banks, IPRIORITYR (a byte per INTID) and ICFGR (two bits per INTID, bit 1 = edge).
-    func readShared(_ s: inout State, _ offset: UInt64, base: Int, cpu: Int) -> UInt64? {
+    func readShared(_ s: inout State, _ offset: UInt64, base: Int, cpu: Int, limit: Int = GICv3.intidLimit) -> UInt64? {
+        func at(_ intid: Int) -> Int { intid < limit ? intid : Int.max }
         switch offset {
         case 0x080 ..< 0x400:
             guard let bank = Bank(rawValue: offset & ~0x7F) else { return nil }
@@ -64,14 +65,14 @@ extension GICv3 {
         case 0x400 ..< 0x800:
             var value: UInt64 = 0
             for byte in 0 ..< 4 {
-                let p = withInterrupt(&s, cpu: cpu, base + Int(offset - 0x400) + byte) { $0.priority } ?? 0
+                let p = withInterrupt(&s, cpu: cpu, at(base + Int(offset - 0x400) + byte)) { $0.priority } ?? 0
                 value |= UInt64(p) << UInt64(8 * byte)
             }
             return value
         case 0xC00 ..< 0xD00:
             var value: UInt64 = 0
             for field in 0 ..< 16 {
-                let edge = withInterrupt(&s, cpu: cpu, base + Int(offset - 0xC00) * 4 + field) { $0.edge } ?? false
+                let edge = withInterrupt(&s, cpu: cpu, at(base + Int(offset - 0xC00) * 4 + field)) { $0.edge } ?? false
                 if edge { value |= 2 << UInt64(2 * field) }
             }
             return value
@@ -80,22 +81,24 @@ extension GICv3 {
         }
     }
 
-    func writeShared(_ s: inout State, _ offset: UInt64, base: Int, cpu: Int, size: Int, value: UInt64) {
+    func writeShared(_ s: inout State, _ offset: UInt64, base: Int, cpu: Int, size: Int, value: UInt64,
+                     limit: Int = GICv3.intidLimit) {
+        func at(_ intid: Int) -> Int { intid < limit ? intid : Int.max }
         switch offset {
         case 0x080 ..< 0x400:
             guard let bank = Bank(rawValue: offset & ~0x7F) else { return }
             writeBank(&s, bank, first: base + Int(offset & 0x7F) * 8, cpu: cpu, value: value)
         case 0x400 ..< 0x800:
-            // Byte-accessible (IHI 0069 12.9.21).
-            for byte in 0 ..< min(size, 4) {
+            // Byte-accessible (IHI 0069 12.9.21); a redistributor's stop at INTID 31.
+            for byte in 0 ..< min(size, 8) {
                 let p = UInt8(truncatingIfNeeded: value >> UInt64(8 * byte)) & Self.priorityMask
-                _ = withInterrupt(&s, cpu: cpu, base + Int(offset - 0x400) + byte) { $0.priority = p }
+                _ = withInterrupt(&s, cpu: cpu, at(base + Int(offset - 0x400) + byte)) { $0.priority = p }
             }
         case 0xC00 ..< 0xD00:
             for field in 0 ..< 16 {
                 let intid = base + Int(offset - 0xC00) * 4 + field
                 guard intid >= 16 else { continue }  // SGIs are always edge-triggered
-                _ = withInterrupt(&s, cpu: cpu, intid) { $0.edge = value & (2 << UInt64(2 * field)) != 0 }
+                _ = withInterrupt(&s, cpu: cpu, at(intid)) { $0.edge = value & (2 << UInt64(2 * field)) != 0 }
             }
         default:
             break
@@ -131,12 +134,10 @@ extension GICv3 {
             case 0x0000: s.control = UInt32(truncatingIfNeeded: value) & 3
             case 0x6100 ..< 0x6100 + UInt64(Self.spiCount) * 8:
                 let i = Int(offset - 0x6100) / 8
-                var route = s.spis[i].route
-                if size == 8 { route = value } else if offset & 4 == 0 {
-                    route = (route & ~0xFFFF_FFFF) | (value & 0xFFFF_FFFF)
-                } else {
-                    route = (route & 0xFFFF_FFFF) | (value & 0xFFFF_FFFF) << 32
-                }
+                // Any access width: the bytes written replace those at their offset.
+                let shift = (offset & 7) * 8
+                let mask = (size >= 8 ? UInt64.max : (UInt64(1) << UInt64(8 * size)) - 1) << shift
+                let route = (s.spis[i].route & ~mask) | ((value << shift) & mask)
                 s.spis[i].route = route & 0xFF_80FF_FFFF
             default:
                 if offset >= 0x080, offset < 0x400, offset & 0x7F == 0 { return }
@@ -170,7 +171,7 @@ extension GICv3 {
                 guard o < 0xC08 else { return 0 }
                 if o >= 0x084, o < 0x400, o & 0x7F != 0 { return 0 }
                 if o >= 0x420, o < 0xC00 { return 0 }
-                return readShared(&s, o, base: 0, cpu: cpu) ?? 0
+                return readShared(&s, o, base: 0, cpu: cpu, limit: 32) ?? 0
             default: return 0
             }
         }
@@ -185,7 +186,7 @@ extension GICv3 {
                 guard o < 0xC08 else { return }
                 if o >= 0x084, o < 0x400, o & 0x7F != 0 { return }
                 if o >= 0x420, o < 0xC00 { return }
-                writeShared(&s, o, base: 0, cpu: cpu, size: size, value: value)
+                writeShared(&s, o, base: 0, cpu: cpu, size: size, value: value, limit: 32)
             default: return
             }
             update(&s, cpu: cpu)
@@ -213,13 +214,11 @@ final class GICDistributorFrame: MMIODevice {
     }
 
     func write(offset: UInt64, size: Int, value: UInt64) {
-        if offset >= 0x6100 {
-            gic.distributorWrite(offset, size: size, value: value)
+        if offset >= 0x6100 || (offset >= 0x400 && offset < 0x800) {
+            gic.distributorWrite(offset, size: size, value: value)  // IROUTER, IPRIORITYR: any width
         } else if size == 8 {
-            gic.distributorWrite(offset, size: 4, value: value & 0xFFFF_FFFF)
-            gic.distributorWrite(offset + 4, size: 4, value: value >> 32)
-        } else if offset >= 0x400, offset < 0x800 {
-            gic.distributorWrite(offset, size: size, value: value)
+            gic.distributorWrite(offset & ~3, size: 4, value: value & 0xFFFF_FFFF)
+            gic.distributorWrite((offset & ~3) + 4, size: 4, value: value >> 32)
         } else {
             gic.distributorWrite(offset & ~3, size: 4, value: value << (8 * (offset & 3)))
         }
@@ -250,8 +249,8 @@ final class GICRedistributorFrames: MMIODevice {
         if o >= 0x1_0400, o < 0x1_0420 {
             gic.redistributorWrite(cpu: cpu, o, size: size, value: value)
         } else if size == 8 {
-            gic.redistributorWrite(cpu: cpu, o, size: 4, value: value & 0xFFFF_FFFF)
-            gic.redistributorWrite(cpu: cpu, o + 4, size: 4, value: value >> 32)
+            gic.redistributorWrite(cpu: cpu, o & ~3, size: 4, value: value & 0xFFFF_FFFF)
+            gic.redistributorWrite(cpu: cpu, (o & ~3) + 4, size: 4, value: value >> 32)
         } else {
             gic.redistributorWrite(cpu: cpu, o & ~3, size: 4, value: value << (8 * (o & 3)))
         }

@@ -50,7 +50,7 @@ public final class GICv3: @unchecked Sendable {
         /// GICR_WAKER.ProcessorSleep; ChildrenAsleep reads the same.
         var asleep = true
         var pmr: UInt8 = 0
-        var bpr1: UInt64 = 2
+        var bpr1: UInt64 = 3
         var eoiMode = false
         var group1Enabled = false
         /// Priorities of the interrupts this CPU has acknowledged and not yet dropped, highest
@@ -174,6 +174,7 @@ public final class GICv3: @unchecked Sendable {
 
     /// The interrupt INTID `intid` as CPU `cpu` sees it.
     func withInterrupt<R>(_ s: inout State, cpu: Int, _ intid: Int, _ body: (inout Interrupt) -> R) -> R? {
+        guard intid >= 0 else { return nil }
         if intid < 32 { return body(&s.cpus[cpu].privates[intid]) }
         guard intid < Self.intidLimit else { return nil }
         return body(&s.spis[intid - 32])

@@ -43,6 +43,13 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
         self.gic = gic
     }
 
+    /// Counter ticks as nanoseconds, saturating (a deadline far away, or none, is `.max`).
+    static func nanoseconds(ticks: UInt64?) -> UInt64 {
+        guard let ticks else { return .max }
+        let (ns, overflow) = ticks.multipliedReportingOverflow(by: AArch64CPU.nanosecondsPerTick)
+        return overflow ? .max : ns
+    }
+
     /// Drives the timers' PPIs from the CPU's timer registers and counter (on the vCPU's thread).
     func updateTimers() {
         guard let gic else { return }
@@ -63,15 +70,12 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
         updateTimers()
         if gic.interruptPending(cpu: index) { return }
         if let skip = skipVirtualTime {
-            let ticks = cpu.ticksUntilTimer() ?? .max
-            skip(min(ticks == .max ? longestSkip : ticks &* AArch64CPU.nanosecondsPerTick, longestSkip))
+            skip(min(Self.nanoseconds(ticks: cpu.ticksUntilTimer()), longestSkip))
             updateTimers()
             return
         }
         var sleep = Self.longestSleep
-        if let ticks = cpu.ticksUntilTimer() {
-            sleep = min(sleep, ticks &* AArch64CPU.nanosecondsPerTick)
-        }
+        sleep = min(sleep, Self.nanoseconds(ticks: cpu.ticksUntilTimer()))
         if sleep > 0 { wakeup.wait(nanoseconds: sleep) { gic.interruptPending(cpu: index) } }
         updateTimers()
     }

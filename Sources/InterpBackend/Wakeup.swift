@@ -35,18 +35,21 @@ final class Wakeup: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    /// Sleeps until a signal or `nanoseconds` pass; returns at once if `ready()` (checked with
-    /// the mutex held) or if a signal came since the last wait.
+    /// Sleeps until a signal or `nanoseconds` pass; returns at once if `ready()` (checked
+    /// before the mutex is taken) or if a signal came since the last wait.
     func wait(nanoseconds: UInt64, until ready: () -> Bool) {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let total = UInt64(now.tv_nsec) + nanoseconds % 1_000_000_000
         var deadline = timespec(tv_sec: now.tv_sec + Int(nanoseconds / 1_000_000_000) + Int(total / 1_000_000_000),
                                 tv_nsec: Int(total % 1_000_000_000))
+        // `ready` takes the interrupt controller's lock, whose holder signals us with it held:
+        // it is asked before this mutex is taken (a signal in between sets `signalled`, which
+        // the loop below sees, so nothing is lost).
+        if ready() { return }
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         // A signal from before the wait (possibly stale) ends it at once: a spurious wake-up.
-        if ready() { return }
         while !signalled {
             if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { break }
         }

@@ -67,6 +67,11 @@ public final class PL011Device: MMIODevice {
                 if r.receivedHead == r.received.count {
                     r.received.removeAll(keepingCapacity: true)
                     r.receivedHead = 0
+                } else if r.receivedHead >= Self.fifoDepth * 128 {
+                    // Read bytes are dropped as the reader advances, so a guest that keeps the
+                    // FIFO from ever draining (loopback writes between reads) cannot grow it.
+                    r.received.removeFirst(r.receivedHead)
+                    r.receivedHead = 0
                 }
                 return UInt64(byte)
             case Offset.flags:

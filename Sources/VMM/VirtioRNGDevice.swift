@@ -25,6 +25,9 @@ final class VirtioRNGDevice: MMIODevice, @unchecked Sendable {
     static let features: UInt64 = 1 << 32 | 1 << 33
     /// "pvm " as the vendor ID.
     static let vendor: UInt64 = 0x206D_7670
+    /// Random bytes given for one request at most (Linux asks for 64): the spec lets a device
+    /// fill less than it is offered, and it bounds a notification's work to queueSize times this.
+    static let chainLimit = 4096
 
     struct State {
         var status: UInt64 = 0
@@ -134,18 +137,20 @@ final class VirtioRNGDevice: MMIODevice, @unchecked Sendable {
     private func process(_ s: inout State) {
         guard s.ready, s.status & 4 != 0, s.queueSize > 0 else { return }
         do throws(VirtioAccessError) {
-            let availableIndex = try read16(s.available + 2)
+            let availableIndex = try read16(s.available &+ 2)
+            // More new entries than the queue holds is a broken driver (virtio 1.2 2.7.13).
+            guard availableIndex &- s.lastAvailable <= UInt16(s.queueSize) else { throw .brokenRing }
             var returned = false
             while s.lastAvailable != availableIndex {
                 let slot = UInt64(s.lastAvailable) % s.queueSize
-                let head = try read16(s.available + 4 + 2 * slot)
+                let head = try read16(s.available &+ 4 &+ 2 * slot)
                 let began = trace?.now ?? 0
                 let (written, buffer) = try fill(chain: head, &s)
-                let usedIndex = try read16(s.used + 2)
-                let element = s.used + 4 + 8 * (UInt64(usedIndex) % s.queueSize)
+                let usedIndex = try read16(s.used &+ 2)
+                let element = s.used &+ 4 &+ 8 * (UInt64(usedIndex) % s.queueSize)
                 try write32(element, UInt32(head))
-                try write32(element + 4, UInt32(written))
-                try write16(s.used + 2, usedIndex &+ 1)
+                try write32(element &+ 4, UInt32(written))
+                try write16(s.used &+ 2, usedIndex &+ 1)
                 s.lastAvailable &+= 1
                 trace?.record(.dma(device: name, stream: Self.stream.rawValue, iova: buffer, bytes: written, result: "ok",
                                    duration: (trace?.now ?? 0) &- began))
@@ -171,10 +176,10 @@ final class VirtioRNGDevice: MMIODevice, @unchecked Sendable {
         var index = UInt64(head), written = 0, first: UInt64?
         for _ in 0 ..< s.queueSize {
             guard index < s.queueSize else { break }
-            let d = s.descriptors + 16 * index
-            let address = try read64(d), length = try read32(d + 8), flags = try read16(d + 12), next = try read16(d + 14)
-            if flags & 2 != 0 {  // VIRTQ_DESC_F_WRITE
-                let count = Int(min(length, 1 << 16))
+            let d = s.descriptors &+ 16 * index
+            let address = try read64(d), length = try read32(d &+ 8), flags = try read16(d &+ 12), next = try read16(d &+ 14)
+            if flags & 2 != 0, written < Self.chainLimit {  // VIRTQ_DESC_F_WRITE
+                let count = Int(min(UInt64(length), UInt64(Self.chainLimit - written)))
                 var bytes = [UInt8](repeating: 0, count: count)
                 for i in 0 ..< count {
                     if i % 8 == 0 { s.random = SplitMix.next(&s.random) }
@@ -253,12 +258,15 @@ enum VirtioAccessError: Error, CustomStringConvertible {
     case outsideGuestMemory(UInt64)
     /// Refcount mode: EL2 refused to map the page into the host's paging domain.
     case mapRefused(HypError)
+    /// The driver made more entries available than the queue holds.
+    case brokenRing
 
     var description: String {
         switch self {
         case let .fault(f): "SMMU fault: \(f)"
         case let .outsideGuestMemory(gpa): "address \(hex(gpa)) is outside guest memory"
         case let .mapRefused(e): "iommu map refused: \(e)"
+        case .brokenRing: "more available entries than the queue holds"
         }
     }
 }

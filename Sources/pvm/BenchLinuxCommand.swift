@@ -139,7 +139,11 @@ struct BenchLinuxCommand: ParsableCommand {
         }
         let machine = try Machine(c, backend: InterpBackend())
         box.withLock { $0 = machine }
-        let outcome = try machine.run()
+        // A kernel that never reaches the prompt is stopped after `timeout`.
+        let (outcome, timedOut) = try machine.run(observingAfter: UInt64(Self.timeout * 1e9)) {
+            machine.requestStop(signal: SIGALRM)
+        }
+        if timedOut { throw ValidationError("the kernel did not power off within \(Int(Self.timeout)) s on the interpreter") }
         let end = monotonicNanoseconds()
         let stats = machine.statistics
         let instructions = machine.instructionsRetired ?? 0

@@ -9,6 +9,9 @@ final class ConsoleScript: Sendable {
         var text: [UInt8] = []
         /// Where the next prompt search starts (after the last prompt answered).
         var searchFrom = 0
+        /// How far the prompt search has looked: the next one starts a prompt's length before
+        /// it, so each byte is compared a bounded number of times.
+        var scanned = 0
         var next = 0
     }
     private let typed: [String]
@@ -26,8 +29,14 @@ final class ConsoleScript: Sendable {
     func output(_ bytes: [UInt8]) -> String? {
         state.withLock { s -> String? in
             if s.text.count + bytes.count <= Self.limit { s.text += bytes }
-            guard s.next < typed.count, let at = Self.find(prompt, in: s.text, from: s.searchFrom) else { return nil }
+            guard s.next < typed.count else { return nil }
+            let from = max(s.searchFrom, s.scanned - prompt.count + 1)
+            guard let at = Self.find(prompt, in: s.text, from: from) else {
+                s.scanned = s.text.count
+                return nil
+            }
             s.searchFrom = at + prompt.count
+            s.scanned = s.searchFrom
             s.next += 1
             return typed[s.next - 1]
         }

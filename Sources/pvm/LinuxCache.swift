@@ -44,7 +44,13 @@ struct LinuxCache {
         case "pkvm":
             // The build whose manifest names the source version `current` records.
             let root = directory + "/pkvm-guest"
-            guard let version = manifest(root + "/current")?["source_version"], let dir = opendir(root) else { return nil }
+            guard let current = manifest(root + "/current"), let version = current["source_version"] else { return nil }
+            // The script names the Image it last answered with; older caches only the version.
+            if let image = current["kernel"], !image.contains(".."), access(root + "/" + image, R_OK) == 0 {
+                let m = manifest(root + "/" + image.split(separator: "/").dropLast().joined(separator: "/") + "/manifest")
+                return LinuxCache(kernel: root + "/" + image, initrd: i, release: m?["kernel_release"] ?? "?")
+            }
+            guard let dir = opendir(root) else { return nil }
             defer { closedir(dir) }
             while let entry = readdir(dir) {
                 let key = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -71,7 +71,7 @@ struct ScenarioRunner: Sendable {
         let segments = (try? ELFImage(bytes: configuration.payload, name: "payload", window: 0 ..< .max,
                                       machine: executor.architecture))?.segments ?? []
         let imageStart = segments.map(\.address).min() ?? layout.payloadWindow.lowerBound
-        let imageEnd = ((segments.map { $0.address + $0.memorySize }.max() ?? imageStart) + 0xFFF) & ~0xFFF
+        let imageEnd = ((segments.map { $0.address &+ $0.memorySize }.max() ?? imageStart) &+ 0xFFF) & ~0xFFF
         let map = AddressMap(ram: layout.ram.lowerBound ..< layout.ram.upperBound, image: imageStart ..< imageEnd, devices: [
             ("console", layout.console ..< layout.console + 0x1000), ("block", layout.block ..< layout.block + 0x1000),
             ("dma", layout.dma ..< layout.dma + 0x1000),
@@ -204,7 +204,7 @@ struct ScenarioRunner: Sendable {
     static func sharedPages(in machine: Machine, layout: MachineLayout) -> Int {
         var n = 0
         for gfn in stride(from: layout.memory.lowerBound >> 12, to: layout.memory.upperBound >> 12, by: 1) {
-            if let view = try? machine.hypervisor.guestPageView(vm: machine.handle, gfn: GFN(gfn)), "\(view.state)" == "SHARED_OWNED" {
+            if let view = try? machine.hypervisor.guestPageView(vm: machine.handle, gfn: GFN(gfn)), view.state == .sharedOwned {
                 n += 1
             }
         }

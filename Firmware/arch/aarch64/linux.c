@@ -36,7 +36,7 @@ bool fw_arch_is_linux_image(const struct pvm_boot_config *c)
 /* The initramfs the FDT names, if any: inside RAM, clear of the kernel and of the FDT, with the
  * digest /config carries. NULL when it is fine (or absent). */
 static const char *check_initrd(u64 fdt_gpa, u64 kernel_start, u64 kernel_end, u64 fdt_end,
-                                const struct pvm_boot_config *c, u64 *initrd_size)
+                                const struct pvm_boot_config *c, u64 *initrd_size, u64 *initrd_start)
 {
     struct fdt f;
     if (fdt_open(&f, (const void *)(uintptr_t)fdt_gpa, PVM_A64_FDT_MAX_SIZE) != NULL)
@@ -56,6 +56,7 @@ static const char *check_initrd(u64 fdt_gpa, u64 kernel_start, u64 kernel_end, u
     int has_end = chosen >= 0 ? fdt_prop(&f, chosen, "linux,initrd-end", &end_v, &end_len) : 0;
     int has_digest = fdt_prop(&f, config, "pvm,initrd-sha256", &digest, &digest_len);
     *initrd_size = 0;
+    *initrd_start = 0;
     if (has_start == 0 && has_end == 0 && has_digest == 0)
         return NULL;
     if (has_start != 1 || has_end != 1 || has_digest != 1 || start_len != 8 || end_len != 8 ||
@@ -74,7 +75,52 @@ static const char *check_initrd(u64 fdt_gpa, u64 kernel_start, u64 kernel_end, u
     if (memcmp(computed, digest, SHA256_DIGEST_SIZE) != 0)
         return "initramfs SHA-256 mismatch";
     *initrd_size = end - start;
+    *initrd_start = start;
     return NULL;
+}
+
+static bool overlaps(u64 a, u64 a_end, u64 b, u64 b_end) { return a < b_end && b < a_end; }
+
+/* Every /reserved-memory restricted-dma-pool: the guest shares these with the host for its
+ * devices' DMA (kernel/dma/swiotlb.c rmem_swiotlb_device_init), so a pool the host placed over
+ * the kernel, the initramfs or the FDT would hand the host pages pvmfw has just verified. Each
+ * must be page-aligned, inside RAM and clear of all three (AOSP's pvmfw checks its swiotlb
+ * region the same way). NULL when they are fine. */
+static const char *check_dma_pools(u64 fdt_gpa, u64 fdt_end, u64 kernel_start, u64 kernel_end,
+                                   u64 initrd_start, u64 initrd_end, const struct pvm_boot_config *c)
+{
+    struct fdt f;
+    if (fdt_open(&f, (const void *)(uintptr_t)fdt_gpa, PVM_A64_FDT_MAX_SIZE) != NULL)
+        return "FDT: unreadable";
+    int reserved = -1, child = -1, r;
+    while ((r = fdt_next_child(&f, f.root, &child)) == 1) {
+        if (fdt_node_is(&f, child, "reserved-memory"))
+            reserved = child;
+    }
+    if (r < 0)
+        return "FDT: malformed";
+    if (reserved < 0)
+        return NULL;
+    int pool = -1;
+    while ((r = fdt_next_child(&f, reserved, &pool)) == 1) {
+        const u8 *compatible, *reg;
+        uint32_t clen, rlen;
+        if (fdt_prop(&f, pool, "compatible", &compatible, &clen) != 1 ||
+            !fdt_string_list_has(compatible, clen, "restricted-dma-pool"))
+            continue;
+        if (fdt_prop(&f, pool, "reg", &reg, &rlen) != 1 || rlen != 16)
+            return "a restricted-dma-pool without one (address, size) reg";
+        u64 start = fdt_be64(reg), size = fdt_be64(reg + 8), end;
+        u64 ram_end = c->ram_base + c->ram_size;
+        if (size == 0 || __builtin_add_overflow(start, size, &end) || (start | size) & (PVM_PAGE_SIZE - 1))
+            return "a restricted-dma-pool that is empty, wraps or is not page-aligned";
+        if (start < c->ram_base || end > ram_end)
+            return "a restricted-dma-pool outside RAM";
+        if (overlaps(start, end, kernel_start, kernel_end) || overlaps(start, end, initrd_start, initrd_end) ||
+            overlaps(start, end, fdt_gpa, fdt_end))
+            return "a restricted-dma-pool over the kernel, the initramfs or the device tree";
+    }
+    return r < 0 ? "FDT: malformed /reserved-memory" : NULL;
 }
 
 const char *fw_arch_boot_linux(const struct pvm_boot_config *c, u64 fdt_gpa)
@@ -101,8 +147,11 @@ const char *fw_arch_boot_linux(const struct pvm_boot_config *c, u64 fdt_gpa)
         return "the kernel's image_size overlaps the device tree";
     if (kernel_end > c->ram_base + c->ram_size)
         return "the kernel's image_size runs past the end of RAM";
-    u64 initrd_size;
-    const char *why = check_initrd(fdt_gpa, kernel_start, kernel_end, fdt_end, c, &initrd_size);
+    u64 initrd_size, initrd_start;
+    const char *why = check_initrd(fdt_gpa, kernel_start, kernel_end, fdt_end, c, &initrd_size, &initrd_start);
+    if (why != NULL)
+        return why;
+    why = check_dma_pools(fdt_gpa, fdt_end, kernel_start, kernel_end, initrd_start, initrd_start + initrd_size, c);
     if (why != NULL)
         return why;
     console_puts("pvmfw: Linux Image, ");

@@ -164,7 +164,10 @@ struct SequenceGenerator {
             let opcode: UInt32 = [0b0000, 0b0001, 0b0010, 0b0011, 0b0100, 0b0110, 0b1000, 0b1010, 0b1100][Int(below(9))]
             return [A64.threeDifferent(q: q, u: below(2), size: below(3), opcode: opcode, rd: d, rn: n, rm: m)]
         case 24:
-            switch below(4) {
+            switch below(10) {
+            case 4, 5, 6, 7: return [0x5E00_0000 | (below(4)) << 12 | m << 16 | n << 5 | d]  // SHA1C/P/M/SU0
+            case 8: return [0x5E28_0800 | n << 5 | d]          // SHA1H
+            case 9: return [0x5E28_1800 | n << 5 | d]          // SHA1SU1
             case 0: return [0x5E00_4000 | m << 16 | n << 5 | d]  // SHA256H
             case 1: return [0x5E00_5000 | m << 16 | n << 5 | d]  // SHA256H2
             case 2: return [0x5E00_6000 | m << 16 | n << 5 | d]  // SHA256SU1
