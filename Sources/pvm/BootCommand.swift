@@ -90,8 +90,9 @@ struct BootCommand: ParsableCommand {
                 printError("pvm: guest stopped by EL2: \(report)")
                 (ending, code) = ("guest stopped for a fault", 1)
             case let .interrupted(signal):
-                printError("pvm: \(SignalWatcher.name(signal)) received: vCPUs stopped, guest torn down and checked")
-                (ending, code) = ("guest stopped by \(SignalWatcher.name(signal))", 128 + signal)
+                let cause = input.escaped.load(ordering: .acquiring) ? "Ctrl-A x" : SignalWatcher.name(signal)
+                printError("pvm: \(cause)\(cause == "Ctrl-A x" ? "" : " received"): vCPUs stopped, guest torn down and checked")
+                (ending, code) = ("guest stopped by \(cause)", 128 + signal)
             }
             printError("pvm: \(ending) · " + summary(configuration, machine: machine, stats: stats, teardown: teardown, wall: wall))
             if json {

@@ -14,6 +14,8 @@ import Glibc
 /// A thread polls standard input with a short timeout, so that `finish` never waits for a key.
 final class ConsoleInput: @unchecked Sendable {
     private let done = Atomic<Bool>(false)
+    /// Whether the user stopped the guest with Ctrl-A x (the run then ends as for SIGINT).
+    let escaped = Atomic<Bool>(false)
     private var thread: ThreadHandle?
     private var saved: termios?
     /// Ctrl-A, QEMU's escape.
@@ -52,6 +54,7 @@ final class ConsoleInput: @unchecked Sendable {
                     if escaped {
                         escaped = false
                         if byte == UInt8(ascii: "x") {
+                            self.escaped.store(true, ordering: .releasing)
                             machine.requestStop(signal: SIGINT)
                             return
                         }
