@@ -86,7 +86,9 @@ struct ScenarioRunner: Sendable {
         }
         let machineBox = Mutex<Machine?>(nil)
         let seen = Mutex([Int](repeating: 0, count: actions.count))
-        let tracePath = traceDirectory + "/pvm-test-\(scenario.name)-\(backend.rawValue)-\(getpid()).jsonl"
+        // The name comes from a user's file: only its safe characters go into the path.
+        let safeName = String(scenario.name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(64))
+        let tracePath = traceDirectory + "/pvm-test-\(safeName)-\(backend.rawValue)-\(getpid()).jsonl"
         do {
             configuration.trace = try EventTrace(path: tracePath) { [actions] event in
                 recorder.observe(event)
