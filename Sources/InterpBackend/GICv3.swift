@@ -57,6 +57,8 @@ public final class GICv3: @unchecked Sendable {
         /// (numerically lowest) last: the active priorities registers as a stack.
         var activePriorities: [UInt8] = []
         var lineRaised = false
+        /// The CPU's IRQ line, connected as its vCPU is made (before any runs).
+        var line: (@Sendable (Bool) -> Void)?
 
         var runningPriority: UInt8 { activePriorities.last ?? 0xFF }
 
@@ -76,20 +78,17 @@ public final class GICv3: @unchecked Sendable {
     let state: Mutex<State>
     /// Each CPU's MPIDR affinity (Aff3 in 39:32, Aff2:Aff1:Aff0 in 23:0).
     let affinities: [UInt64]
-    /// The CPUs' interrupt lines, set as vCPUs are made (before any runs).
-    private let lines: Mutex<[(@Sendable (Bool) -> Void)?]>
 
     public init(affinities: [UInt64]) {
         self.affinities = affinities
         state = Mutex(State(cpus: Array(repeating: CPU(), count: affinities.count)))
-        lines = Mutex(Array(repeating: nil, count: affinities.count))
     }
 
     public var cpuCount: Int { affinities.count }
 
     /// Connects CPU `index`'s IRQ line.
     public func connect(cpu index: Int, line: @escaping @Sendable (Bool) -> Void) {
-        lines.withLock { $0[index] = line }
+        state.withLock { $0.cpus[index].line = line }
     }
 
     /// The CPU interface for CPU `index`, to attach to its `AArch64CPU`.
@@ -164,8 +163,7 @@ public final class GICv3: @unchecked Sendable {
         let raised = signalled(s, cpu: cpu)
         guard raised != s.cpus[cpu].lineRaised else { return }
         s.cpus[cpu].lineRaised = raised
-        let line = lines.withLock { $0[cpu] }
-        line?(raised)
+        s.cpus[cpu].line?(raised)
     }
 
     func updateAll(_ s: inout State) {

@@ -23,6 +23,8 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
     let shootdown = TLBShootdown()
     /// The GICv3 beside the vCPUs (set by `attachInterruptController`, before any vCPU exists).
     private(set) var gic: GICv3?
+    /// The vCPUs made so far (by `makeVCPU`, on the thread that builds the machine).
+    private var vcpus: [InterpVCPU] = []
 
     public init() {}
 
@@ -60,7 +62,7 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
                 _ = line.withCString { write(2, $0, strlen($0)) }
             }
         }
-        shootdown.add(vcpu)
+        vcpus.append(vcpu)
         if let gic {
             cpu.cpuInterface = gic.cpuInterface(index)
             let wakeup = vcpu.wakeup
@@ -88,14 +90,12 @@ public final class InterpBackend: ExecutionBackend, @unchecked Sendable {
 
     /// The machine's clock in instructions becomes every vCPU's CNTVCT_EL0: one instruction a
     /// nanosecond, so CNTFRQ_EL0's 62.5 MHz is one tick per 16 instructions.
-    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool {
-        useVirtualClock(clock, skip: { _ in })
-    }
-
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool {
-        let perTick = 1_000_000_000 / AArch64CPU.counterFrequency
-        shootdown.forEachCPU { $0.counter = .external { clock() / perTick } }
-        shootdown.forEachVCPU { $0.skipVirtualTime = skip }
+        let perTick = AArch64CPU.nanosecondsPerTick
+        for vcpu in vcpus {
+            vcpu.cpu.counter = .external { clock() / perTick }
+            vcpu.skipVirtualTime = skip
+        }
         return true
     }
 }
@@ -108,13 +108,8 @@ final class TLBShootdown: EL2EventSink, @unchecked Sendable {
     /// The guest's VMID (set before any invalidation can happen).
     var vmid: VMID?
     private let cpus = Mutex<[AArch64CPU]>([])
-    private let vcpus = Mutex<[InterpVCPU]>([])
 
     func add(_ cpu: AArch64CPU) { cpus.withLock { $0.append(cpu) } }
-    func add(_ vcpu: InterpVCPU) { vcpus.withLock { $0.append(vcpu) } }
-    func forEachVCPU(_ body: (InterpVCPU) -> Void) { for v in vcpus.withLock({ $0 }) { body(v) } }
-
-    func forEachCPU(_ body: (AArch64CPU) -> Void) { for cpu in cpus.withLock({ $0 }) { body(cpu) } }
 
     func invalidate(_ request: TLBInvalidation) {
         guard request.vmid == vmid else { return }

@@ -51,12 +51,17 @@ final class InterpVCPU: GuestVCPU, @unchecked Sendable {
     }
 
     /// Drives the timers' PPIs from the CPU's timer registers and counter (on the vCPU's thread).
+    /// Only changes go to the GIC: this runs before every slice of instructions.
     func updateTimers() {
         guard let gic else { return }
-        let (virtual, physical) = cpu.timerOutputs()
-        gic.setPPI(GICv3.virtualTimerPPI, cpu: index, level: virtual)
-        gic.setPPI(GICv3.physicalTimerPPI, cpu: index, level: physical)
+        let outputs = cpu.timerOutputs()
+        if outputs.virtual != timerLevels.virtual { gic.setPPI(GICv3.virtualTimerPPI, cpu: index, level: outputs.virtual) }
+        if outputs.physical != timerLevels.physical { gic.setPPI(GICv3.physicalTimerPPI, cpu: index, level: outputs.physical) }
+        timerLevels = outputs
     }
+
+    /// The timer outputs last given to the GIC (this vCPU's thread only).
+    private var timerLevels = (virtual: false, physical: false)
 
     /// WFI (Arm ARM D1.16.2): returns at once if an interrupt is pending for this CPU (even one
     /// PSTATE masks), else sleeps until one is, the next timer deadline, a kick, or

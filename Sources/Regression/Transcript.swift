@@ -18,10 +18,8 @@ public struct Transcript: Sendable, Equatable {
     public var lines: [Int: [String]] = [:]
     public init() {}
 
-    /// The hypercall lines only, as `hvc NAME` (what `transcript calls` compares).
-    public var callsOnly: Transcript { calls(ignoring: []) }
-
-    /// The hypercall lines as `hvc NAME`, without the calls named in `ignored`.
+    /// The hypercall lines as `hvc NAME` (what `transcript calls` compares), without the calls
+    /// named in `ignored`.
     public func calls(ignoring ignored: [String]) -> Transcript {
         var t = Transcript()
         for (v, l) in lines {

@@ -39,11 +39,10 @@ public protocol ExecutionBackend: AnyObject, Sendable {
     var bootStructurePages: Range<UInt64> { get }
     /// Why the backend can no longer follow EL2 (an mprotect failed), if it cannot.
     var failure: String? { get }
-    /// Switches the guest's clock to `clock` (instructions retired by the whole machine) for a
-    /// deterministic run; false when the backend cannot run deterministically (KVM).
-    func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool
-    /// The same, with `skip`: an idle vCPU (in WFI with nothing pending) lets virtual time
-    /// pass to its next timer deadline instead of spinning until the clock gets there.
+    /// Switches the guest's clock to `clock` (instructions retired by the whole machine, plus
+    /// skipped time) for a deterministic run. An idle vCPU (in WFI with nothing pending) calls
+    /// `skip` to let virtual time pass to its next timer deadline instead of spinning until the
+    /// clock gets there. False when the backend cannot run deterministically (KVM).
     func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool
     /// The interrupt controller the backend emulates beside its CPUs, as KVM's in-kernel vGIC
     /// is (the interpreter: a GICv3), for `vcpus` vCPUs: its MMIO frames, which the machine puts
@@ -56,9 +55,8 @@ public protocol ExecutionBackend: AnyObject, Sendable {
 }
 
 extension ExecutionBackend {
-    public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64) -> Bool { false }
     public func useVirtualClock(_ clock: @escaping @Sendable () -> UInt64, skip: @escaping @Sendable (UInt64) -> Void) -> Bool {
-        useVirtualClock(clock)
+        false
     }
     public func attachInterruptController(vcpus: Int) -> [(base: UInt64, size: UInt64, device: any MMIODevice)] { [] }
     public func setInterruptLine(spi: Int, level: Bool) {}

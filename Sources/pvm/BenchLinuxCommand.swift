@@ -76,7 +76,6 @@ struct BenchLinuxCommand: ParsableCommand {
         /// pvmfw and machine setup left out).
         var kernelMIPS: Double = 0
         var donations = 0
-        var faults = 0
         var exits = 0
     }
 
@@ -85,8 +84,8 @@ struct BenchLinuxCommand: ParsableCommand {
         guard let kernelPath = kernel ?? cached?.kernel, let initrdPath = initrd ?? cached?.initrd else {
             throw ValidationError(LinuxCache.missing(guest) + "; or give --kernel and --initrd")
         }
-        let kernelBytes = try Self.read(kernelPath, limit: 256 << 20)
-        let initrdBytes = try Self.read(initrdPath, limit: 1 << 30)
+        let kernelBytes = try GuestOptions.readImageFile(kernelPath, what: "kernel", limit: GuestOptions.kernelLimit)
+        let initrdBytes = try GuestOptions.readImageFile(initrdPath, what: "initramfs", limit: GuestOptions.initrdLimit)
         let commandLine = append + " pvm.shell"
         benchPrint("Linux to a shell: \(kernelPath.split(separator: "/").last ?? "") (\(kernelBytes.count >> 20) MiB), "
                    + "\(memory), \(vcpus) vCPU\(vcpus == 1 ? "" : "s"), command line: \(commandLine)")
@@ -116,13 +115,6 @@ struct BenchLinuxCommand: ParsableCommand {
         let q = bestQEMU!
         benchPrint("  QEMU TCG (virt, GICv3, cortex-a57): shell prompt \(format2(q.prompt)) s, power-off \(format2(q.off)) s")
         benchPrint("  pvm/QEMU: \(format2(p.prompt / q.prompt))x to the prompt, \(format2(p.off / q.off))x to power-off")
-    }
-
-    static func read(_ path: String, limit: Int) throws -> [UInt8] {
-        switch TextFile.read(path, limit: limit) {
-        case let .success(bytes): return bytes
-        case .failure: throw ValidationError("cannot read \(path)")
-        }
     }
 
     /// One boot on the interpreter: the prompt's time, then "exit" typed, then power-off.
@@ -161,7 +153,7 @@ struct BenchLinuxCommand: ParsableCommand {
         return Figures(firmware: Double((jumped.seenAt ?? start) - start) / 1e9,
                        prompt: Double(seen - start) / 1e9, off: Double(end - start) / 1e9, instructions: instructions,
                        beforePSCI: psci, kernelMIPS: Double(instructions &- psci) / kernelSeconds / 1e6,
-                       donations: stats.donated, faults: stats.stage2Faults, exits: stats.exits)
+                       donations: stats.donated, exits: stats.exits)
     }
 
     /// The same boot under QEMU: its serial console on a pipe, "exit" typed at the prompt.

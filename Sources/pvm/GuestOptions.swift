@@ -53,6 +53,9 @@ struct GuestOptions: ParsableArguments {
         if kernel == nil, initrd != nil || append != nil {
             throw ValidationError("--initrd and --append go with --kernel")
         }
+        if kernel != nil, arg != nil {
+            throw ValidationError("--arg is pvm's own payloads' argument; a kernel takes --append")
+        }
         if kernel != nil, let backend = try explicitBackend(), backend != .interp {
             throw ValidationError("--kernel boots an arm64 Linux Image, which runs on the interpreter (--backend interp), not on \(backend)")
         }
@@ -147,18 +150,8 @@ struct GuestOptions: ParsableArguments {
             throw SetupError("\(payloadName) is an \(found) image; the \(kind) backend runs \(architecture) images"
                         + (found == .aarch64 ? " (use --backend interp)" : " (use --backend kvm)"))
         }
-        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: architecture.rawValue),
-                                                 payload: payload)
-        if let firmware {
-            configuration.firmware = try readImageFile(firmware, what: "firmware", command: command)
-            configuration.firmwareName = firmware
-        }
-        configuration.payloadName = payloadName
-        configuration.memory = try memoryBytes()
-        configuration.vcpus = vcpuCount
-        configuration.isProtected = !nonProtected
+        var configuration = try configuration(architecture, payload: payload, name: payloadName, command: command)
         configuration.payloadArgument = payloadArgument!
-        configuration.iommuMode = try iommu()
         configuration.profile = try profile(for: payload, name: payloadName, architecture: architecture, command: command)
         if let deterministic {
             guard kind == .interp else {
@@ -169,26 +162,33 @@ struct GuestOptions: ParsableArguments {
         return (configuration, try makeBackend(kind, command: command))
     }
 
-    /// The machine for `--kernel`: the built-in pvmfw, then the kernel, on the interpreter.
-    private func linuxMachine(kernel: String, command: String) throws -> (MachineConfiguration, any ExecutionBackend) {
-        let bytes = try readImageFile(kernel, what: "kernel", command: command, limit: Self.kernelLimit)
-        guard LinuxImage.isImage(bytes) else {
-            throw SetupError("\(kernel) is not a Linux arm64 Image (no \"ARM\\x64\" magic at byte 56); "
-                             + "a compressed vmlinuz must be unpacked first")
-        }
-        let initrdBytes = try initrd.map { try readImageFile($0, what: "initramfs", command: command, limit: Self.initrdLimit) }
-        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: GuestArchitecture.aarch64.rawValue),
-                                                 payload: bytes)
+    /// What every guest takes from these flags: the firmware (built in, or `--firmware`), the
+    /// payload, memory, vCPUs, protection and the SMMU design.
+    private func configuration(_ architecture: GuestArchitecture, payload: [UInt8], name: String, command: String) throws
+        -> MachineConfiguration {
+        var configuration = MachineConfiguration(firmware: EmbeddedImage.firmware.bytes(for: architecture.rawValue), payload: payload)
         if let firmware {
-            configuration.firmware = try readImageFile(firmware, what: "firmware", command: command)
+            configuration.firmware = try Self.readImageFile(firmware, what: "firmware")
             configuration.firmwareName = firmware
         }
-        configuration.payloadName = kernel
-        configuration.linux = LinuxBoot(initrd: initrdBytes, commandLine: append ?? "")
+        configuration.payloadName = name
         configuration.memory = try memoryBytes()
         configuration.vcpus = vcpuCount
         configuration.isProtected = !nonProtected
         configuration.iommuMode = try iommu()
+        return configuration
+    }
+
+    /// The machine for `--kernel`: the built-in pvmfw, then the kernel, on the interpreter.
+    private func linuxMachine(kernel: String, command: String) throws -> (MachineConfiguration, any ExecutionBackend) {
+        let bytes = try Self.readImageFile(kernel, what: "kernel", limit: Self.kernelLimit)
+        guard LinuxImage.isImage(bytes) else {
+            throw SetupError("\(kernel) is not a Linux arm64 Image (no \"ARM\\x64\" magic at byte 56); "
+                             + "a compressed vmlinuz must be unpacked first")
+        }
+        let initrdBytes = try initrd.map { try Self.readImageFile($0, what: "initramfs", limit: Self.initrdLimit) }
+        var configuration = try configuration(.aarch64, payload: bytes, name: kernel, command: command)
+        configuration.linux = LinuxBoot(initrd: initrdBytes, commandLine: append ?? "")
         configuration.profile = try explicitProfile() ?? .mainline
         if let deterministic { configuration.scheduling = .deterministic(seed: deterministic) }
         return (configuration, InterpBackend())
@@ -200,7 +200,7 @@ struct GuestOptions: ParsableArguments {
         if let explicit = try explicitBackend() { return explicit }
         if deterministic != nil, !isFile(image) { return .interp }
         if isFile(image) {
-            let bytes = try readImageFile(image, what: "image", command: command)
+            let bytes = try Self.readImageFile(image, what: "image")
             switch Self.elfMachine(bytes) {
             case .aarch64: return .interp
             case .x86_64: return .kvm
@@ -252,12 +252,12 @@ struct GuestOptions: ParsableArguments {
             }
             return (builtIn.bytes(for: architecture.rawValue), image)
         }
-        return (try readImageFile(image, what: "image", command: command), image)
+        return (try Self.readImageFile(image, what: "image"), image)
     }
 
     /// Reads an image file, at most `imageLimit` bytes: a larger one (or /dev/zero) is refused
     /// before it is read whole.
-    private func readImageFile(_ path: String, what: String, command: String, limit: Int = Self.imageLimit) throws -> [UInt8] {
+    static func readImageFile(_ path: String, what: String, limit: Int = Self.imageLimit) throws -> [UInt8] {
         switch TextFile.read(path, limit: limit) {
         case let .success(bytes): return bytes
         case let .failure(.tooLarge(limit)):

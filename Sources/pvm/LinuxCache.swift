@@ -42,23 +42,12 @@ struct LinuxCache {
             guard access(k, R_OK) == 0 else { return nil }
             return LinuxCache(kernel: k, initrd: i, release: debian["kernel_release"] ?? "?")
         case "pkvm":
-            // The build whose manifest names the source version `current` records.
+            // The Image the build script last answered with (its `current` names it).
             let root = directory + "/pkvm-guest"
-            guard let current = manifest(root + "/current"), let version = current["source_version"] else { return nil }
-            // The script names the Image it last answered with; older caches only the version.
-            if let image = current["kernel"], !image.contains(".."), access(root + "/" + image, R_OK) == 0 {
-                let m = manifest(root + "/" + image.split(separator: "/").dropLast().joined(separator: "/") + "/manifest")
-                return LinuxCache(kernel: root + "/" + image, initrd: i, release: m?["kernel_release"] ?? "?")
-            }
-            guard let dir = opendir(root) else { return nil }
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let key = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                guard key.count == 64, let m = manifest(root + "/" + key + "/manifest"), m["source_version"] == version,
-                      access(root + "/" + key + "/Image", R_OK) == 0 else { continue }
-                return LinuxCache(kernel: root + "/" + key + "/Image", initrd: i, release: m["kernel_release"] ?? "?")
-            }
-            return nil
+            guard let image = manifest(root + "/current")?["kernel"], !image.contains(".."),
+                  access(root + "/" + image, R_OK) == 0 else { return nil }
+            let build = image.split(separator: "/").dropLast().joined(separator: "/")
+            return LinuxCache(kernel: root + "/" + image, initrd: i, release: manifest(root + "/" + build + "/manifest")?["kernel_release"] ?? "?")
         default:
             return nil
         }
