@@ -18,6 +18,9 @@ public protocol EL2EventSink: AnyObject, Sendable {
     /// The SMMU changed a stream, a mapping in a domain EL2 writes, invalidated its IOTLB, or
     /// recorded a fault.
     func iommu(_ notification: IOMMUNotification)
+    /// A guest stage-2 split a block or coalesced a table back into one (after the update's
+    /// write, before its TLB invalidation).
+    func stage2Restructured(_ event: Stage2Restructure)
 }
 
 extension EL2EventSink {
@@ -25,4 +28,5 @@ extension EL2EventSink {
     public var wantsStage2Updates: Bool { false }
     public func stage2Updated(vmid: VMID, update: Stage2Update, start: IPA, end: IPA) {}
     public func iommu(_ notification: IOMMUNotification) {}
+    public func stage2Restructured(_ event: Stage2Restructure) {}
 }

@@ -79,17 +79,36 @@ extension Hypervisor {
     }
 
     /// `get_valid_guest_pte`: the last-level valid leaf at `ipa` and the page it maps.
-    func validGuestPTE(_ vm: GuestVM, _ ipa: IPA) throws(HypError) -> (Stage2Descriptor, PhysAddr) {
+    ///
+    /// `splitting`: a leaf of a guest-owned block (OWNED or SHARED_OWNED, only pvm's block
+    /// donation makes one) is accepted too, and the page inside it returned; the caller's
+    /// single-page update then splits the block. The VM's table pool must hold the tables the
+    /// split needs (-ENOMEM, checked here so the commit cannot run dry). Upstream answers
+    /// -E2BIG for any block; Android's relinquish then asks its host to split and retries.
+    func validGuestPTE(_ vm: GuestVM, _ ipa: IPA, splitting: Bool = false) throws(HypError) -> (Stage2Descriptor, PhysAddr) {
         guard ipa.rawValue < geometry.limit else { throw .ERANGE }
         let (d, level) = vm.stage2.leaf(at: ipa)
         if d.isPoisoned { throw .EHWPOISON }
         guard d.isValid else { throw .ENOENT }
-        guard level == Stage2Geometry.lastLevel else { throw .E2BIG }
-        let phys = d.outputAddress(level: level)
+        var phys = d.outputAddress(level: level)
+        if level != Stage2Geometry.lastLevel {
+            guard splitting, d.isLeaf(level: level), d.pageState == .owned || d.pageState == .sharedOwned else {
+                throw .E2BIG
+            }
+            phys = phys.advanced(by: ipa.rawValue & (Stage2Geometry.blockSize(level: level) - 1) & ~(pageSize - 1))
+            try checkSplitTables(vm, leafLevel: level, splits: 1)
+        }
         // pKVM warns (and carries on) if the page is not memory; pvm refuses instead of
         // touching non-RAM.
         guard memory.contains(phys) else { throw .EINVAL }
         return (d, phys)
+    }
+
+    /// The tables splitting `splits` blocks at `leafLevel` down to pages may take from the VM's
+    /// pool (-ENOMEM when it holds fewer).
+    @inline(__always) func checkSplitTables(_ vm: GuestVM, leafLevel: Int, splits: Int) throws(HypError) {
+        let needed = splits * (Stage2Geometry.lastLevel - leafLevel)
+        if needed > 0, vm.stage2.availablePages < needed { throw .ENOMEM }
     }
 
     /// `__guest_check_pgtable_memcache`: the memcache must hold `kvm_mmu_cache_min_pages`

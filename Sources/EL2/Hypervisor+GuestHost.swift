@@ -10,7 +10,7 @@ extension Hypervisor {
         let vm = try transitionVM(handle)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
             let ipa = gfn.ipa
-            let (d, phys) = try validGuestPTE(vm, ipa)
+            let (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
             guard d.pageState == .owned else { throw .EPERM }
             do { try checkHostRange(phys, pages: 1, .noPage) } catch { throw .EPERM }
             try checkHostTables(phys, pages: 1)
@@ -31,12 +31,13 @@ extension Hypervisor {
         let vm = try transitionVM(handle)
         try withHostAndGuestLocks(vm) { () throws(HypError) in
             let ipa = gfn.ipa
-            let (d, phys) = try validGuestPTE(vm, ipa)
+            let (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
             guard d.pageState == .sharedOwned else { throw .EPERM }
             do { try checkHostRange(phys, pages: 1, .sharedBorrowed) } catch { throw .EPERM }
             // The refcount design: a page a host device has DMA-mapped cannot be taken back
             // until the host unmaps it (the guest sees -EBUSY, as relinquish reports a DMA user).
-            if meta(phys).pointee.refcount != 0 { throw .EBUSY }
+            // So can a page the host holds a long-term pin on (`--host-pins longterm`).
+            if meta(phys).pointee.refcount != 0 || isHostPinned(phys, pages: 1) { throw .EBUSY }
             try checkHostTables(phys, pages: 1)
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
@@ -49,7 +50,8 @@ extension Hypervisor {
     /// to relinquish.
     ///
     /// In order: non-protected VM → nil (success, nothing done); no valid leaf → nil; leaf not
-    /// last level -E2BIG; guest not OWNED -EPERM; page pinned -EBUSY.
+    /// last level and not a private block -E2BIG; guest not OWNED -EPERM; a private block whose
+    /// split the VM's pool cannot pay for -ENOMEM; page pinned -EBUSY.
     /// Effect: guest entry unmapped (TLB invalidated); page zeroed; host OWNED, identity-mapped.
     @discardableResult
     public func guestRelinquish(vm handle: VMHandle, gfn: GFN) throws(HypError) -> PhysAddr? {
@@ -60,9 +62,13 @@ extension Hypervisor {
             guard ipa.rawValue < geometry.limit else { throw .ERANGE }
             let (d, level) = vm.stage2.leaf(at: ipa)
             guard d.isValid else { return nil }
-            guard level == Stage2Geometry.lastLevel else { throw .E2BIG }
+            guard level == Stage2Geometry.lastLevel || d.pageState == .owned else { throw .E2BIG }
             guard d.pageState == .owned else { throw .EPERM }
+            // A page of a private block: EL2 splits it here (Android answers -E2BIG and has its
+            // host split the block, then the guest retries).
+            try checkSplitTables(vm, leafLevel: level, splits: 1)
             let phys = d.outputAddress(level: level)
+                .advanced(by: ipa.rawValue & (Stage2Geometry.blockSize(level: level) - 1) & ~(pageSize - 1))
             guard memory.contains(phys) else { throw .EPERM }
             if meta(phys).pointee.refcount != 0 { throw .EBUSY }
             try checkHostTables(phys, pages: 1)

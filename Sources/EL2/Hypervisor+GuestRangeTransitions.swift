@@ -12,9 +12,15 @@ extension Hypervisor {
     ///
     /// In order: a size that overflows or wraps (-EINVAL); a range past the IPA space (the walk
     /// fails at once, -EINVAL); per leaf: state not `desired` (-EFAULT when nothing is mapped,
-    /// else -EPERM), the first leaf starting before `ipa` (-E2BIG), a later one with other rights
-    /// (-EINVAL), output not contiguous or the 256th leaf (stop: a partial transition); the
-    /// checked range ending inside a block (-E2BIG).
+    /// else -EPERM), a later one with other rights (-EINVAL), output not contiguous or the 256th
+    /// leaf (stop: a partial transition); the tables splitting a block at either end of the
+    /// range needs (-ENOMEM).
+    ///
+    /// pvm departs from Android in one place: where Android answers -E2BIG (the first leaf is a
+    /// block starting before `ipa`, or the range ends inside a block) and its MEM_SHARE handler
+    /// gives up, pvm splits the block, so a guest can convert part of a private block in place
+    /// (docs/guest-first-memory.md). Such a block is always guest-owned: the walk only reaches
+    /// that point in state `desired`, OWNED or SHARED_OWNED.
     func guestRequestTransitionLocked(_ vm: GuestVM, ipa: IPA, pages: UInt64,
                                       desired: PageState) throws(HypError) -> (phys: PhysAddr, pages: UInt64) {
         guard pages <= UInt64.max >> pageShift else { throw .EINVAL }
@@ -24,6 +30,7 @@ extension Hypervisor {
         var a = ipa.rawValue
         var first: (phys: PhysAddr, permissions: Stage2Permissions)?
         var entries = 0
+        var splits = 0, splitLevel = Stage2Geometry.lastLevel
         walk: while a < end {
             if entries == Self.maxRequestEntries { break }
             let (d, level) = vm.stage2.leaf(at: IPA(a))
@@ -37,40 +44,42 @@ extension Hypervisor {
                 if d.permissions != start.permissions { throw .EINVAL }
                 if output != start.phys.advanced(by: a - ipa.rawValue) { break walk }
             } else {
-                if a & (granule - 1) != 0 { throw .E2BIG }
                 first = (output, d.permissions)
+            }
+            if level != Stage2Geometry.lastLevel && (a & (granule - 1) != 0 || (a & ~(granule - 1)) + granule > end) {
+                splits += 1
+                splitLevel = level
             }
             entries += 1
             a = (a & ~(granule - 1)) + granule
         }
-        if a > end { throw .E2BIG }
+        a = min(a, end)
         guard let first else { throw .EINVAL }
+        try checkSplitTables(vm, leafLevel: splitLevel, splits: 2 * splits)  // both ends of a block, at worst
         return (first.phys, (a - ipa.rawValue) >> pageShift)
     }
 
     /// `__pkvm_guest_share_host`, Android's range form: the guest shares up to `pages` pages from
     /// `ipa`. After the walk: the memory check on the physical range (-EINVAL / -EPERM) and host
-    /// NOPAGE over it (-EPERM). Effect as the single-page form, page by page. Returns the pages
-    /// shared.
+    /// NOPAGE over it (-EPERM). Effect as the single-page form, as one update of each stage-2:
+    /// a block shared whole stays a block. Returns the pages shared.
     func guestShareHostRange(_ vm: GuestVM, ipa: IPA, pages: UInt64) throws(HypError) -> UInt64 {
         try withHostAndGuestLocks(vm) { () throws(HypError) -> UInt64 in
             let (phys, done) = try guestRequestTransitionLocked(vm, ipa: ipa, pages: pages, desired: .owned)
             try checkRangeAllowedMemory(phys, pages: done)
             do { try checkHostRange(phys, pages: done, .noPage) } catch { throw .EPERM }
             try checkHostTables(phys, pages: done)
-            for k in 0 ..< done {
-                let a = ipa.rawValue + k << pageShift
-                vm.stage2.apply(.map(output: phys.advanced(by: k << pageShift), permissions: .rwx, state: .sharedOwned,
-                                     pagesOnly: true), start: a, end: a + pageSize)
-                setHostPageStateRange(phys.advanced(by: k << pageShift), pages: 1, .sharedBorrowed)
-            }
+            vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .sharedOwned, pagesOnly: true),
+                            start: ipa.rawValue, end: ipa.rawValue + done << pageShift)
+            setHostPageStateRange(phys, pages: done, .sharedBorrowed)
             return done
         }
     }
 
     /// `__pkvm_guest_unshare_host`, Android's range form: the walk for SHARED_OWNED, host
-    /// SHARED_BORROWED over the range (-EPERM), no DMA reference on any page (refcount IOMMU
-    /// design; -EBUSY). Effect: each page annotated for the guest again and mapped OWNED.
+    /// SHARED_BORROWED over the range (-EPERM), no DMA reference and no long-term host pin on
+    /// any page (-EBUSY). Effect: the range annotated for the guest again, page by page, and
+    /// mapped OWNED in one update (a split table whose pages are all private again coalesces).
     func guestUnshareHostRange(_ vm: GuestVM, ipa: IPA, pages: UInt64) throws(HypError) -> UInt64 {
         try withHostAndGuestLocks(vm) { () throws(HypError) -> UInt64 in
             let (phys, done) = try guestRequestTransitionLocked(vm, ipa: ipa, pages: pages, desired: .sharedOwned)
@@ -78,15 +87,22 @@ extension Hypervisor {
             do { try checkHostRange(phys, pages: done, .sharedBorrowed) } catch { throw .EPERM }
             let first = memory.pageIndex(phys)!
             for k in 0 ..< Int(done) where vmemmap[first + k].refcount != 0 { throw .EBUSY }
+            if isHostPinned(phys, pages: done) { throw .EBUSY }
             try checkHostTables(phys, pages: done)
-            for k in 0 ..< done {
-                let a = ipa.rawValue + k << pageShift
-                let page = phys.advanced(by: k << pageShift)
-                setHostOwner(page, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: IPA(a).gfn))
-                vm.stage2.apply(.map(output: page, permissions: .rwx, state: .owned, pagesOnly: true),
-                                start: a, end: a + pageSize)
-            }
+            setHostOwnerGuest(phys, pages: done, vm, gfn: ipa.gfn)
+            vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
+                            start: ipa.rawValue, end: ipa.rawValue + done << pageShift)
             return done
         }
+    }
+
+    /// The range MEM_SHARE of guest `handle` without the HVC (tests, `pvm model`, the bench).
+    public func guestShareHostRange(vm handle: VMHandle, gfn: GFN, pages: UInt64) throws(HypError) -> UInt64 {
+        try guestShareHostRange(try transitionVM(handle), ipa: gfn.ipa, pages: pages)
+    }
+
+    /// The range MEM_UNSHARE of guest `handle` without the HVC.
+    public func guestUnshareHostRange(vm handle: VMHandle, gfn: GFN, pages: UInt64) throws(HypError) -> UInt64 {
+        try guestUnshareHostRange(try transitionVM(handle), ipa: gfn.ipa, pages: pages)
     }
 }

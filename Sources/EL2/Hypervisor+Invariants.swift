@@ -17,7 +17,8 @@ public struct InvariantViolation: Hashable, Sendable, CustomStringConvertible {
 /// 3. Every guest leaf agrees with the host state (OWNED ↔ host NOPAGE, SHARED_OWNED ↔ host
 ///    SHARED_BORROWED, SHARED_BORROWED ↔ host SHARED_OWNED), and owned pages are mapped RWX.
 /// 4. `host_share_guest_count` equals the number of guest SHARED_BORROWED mappings of the page.
-/// 5. Pins only on pages shared with the hypervisor; hyp SHARED_BORROWED only on host SHARED_OWNED.
+/// 5. Pins only on pages shared with the hypervisor; hyp SHARED_BORROWED only on host SHARED_OWNED;
+///    the host's long-term pins only on pages a guest shared with it (host SHARED_BORROWED).
 /// 6. Every page EL2 holds is accounted for (a table of a live stage-2, a pool or memcache page,
 ///    a VM structure, an SMMU table, pool or stream-table page), and every table page's refcount
 ///    equals its non-zero entries.
@@ -202,6 +203,9 @@ extension Hypervisor {
             }
             let owners = (h == .owned || h == .sharedOwned ? 1 : 0) + (y == .owned ? 1 : 0) + Int(guestOwners[i])
             if owners != 1 { c.add("\(pa) has \(owners) owners (host=\(h) hyp=\(y) guests=\(guestOwners[i]))") }
+            if !hostPins.isEmpty, let pins = hostPins[i], h != .sharedBorrowed {
+                c.add("\(pa) holds \(pins) long-term host pins but host state is \(h), not a page a guest shared")
+            }
             if p.use != .none && accounted[i] == .none {
                 c.add("\(pa) is tagged \(p.use) but no stage-2, pool or VM holds it")
             }

@@ -29,7 +29,7 @@ extension Hypervisor {
                 guard let vm = lookupLocked(handle) else { throw .EAGAIN }
                 try vm.lock.withLock { _ throws(HypError) in
                     let ipa = gfn.ipa
-                    let (g, pa) = try validGuestPTE(vm, ipa)
+                    let (g, pa) = try validGuestPTE(vm, ipa, splitting: true)
                     if pa != page { sink?.warning("force reclaim: guest maps \(pa), host annotation says \(page)") }
                     guard g.pageState == .owned else { throw .EPERM }
                     try checkHostTables(page, pages: 1)
@@ -59,7 +59,7 @@ extension Hypervisor {
             let ipa = gfn.ipa
             let d: Stage2Descriptor, phys: PhysAddr
             do throws(HypError) {
-                (d, phys) = try validGuestPTE(vm, ipa)
+                (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
             } catch {
                 if error == .EHWPOISON { return }  // already force-reclaimed
                 throw error
@@ -81,6 +81,7 @@ extension Hypervisor {
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
             if d.pageState == .owned { memory.zeroPage(phys) }
             setHostOwner(phys, pages: 1, .host)
+            dropHostPins(phys, pages: 1)
         }
     }
 

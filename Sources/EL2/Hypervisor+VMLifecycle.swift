@@ -50,7 +50,7 @@ extension Hypervisor {
                 try donateToHypLocked(donation.pgd, pages: pgdPages)
                 let table = Stage2PageTable(geometry: geometry, vmid: VMID(rawValue: UInt16(slot + 1)),
                                             root: donation.pgd.address, memory: memory, vmemmap: vmemmap,
-                                            tableUse: .guestTable, freeUse: .guestPoolFree, sink: sink)
+                                            tableUse: .guestTable, freeUse: .guestPoolFree, coalesces: true, sink: sink)
                 return (slot, table)
             }
             let handle = VMHandle(rawValue: VMHandle.offset + UInt16(slot))

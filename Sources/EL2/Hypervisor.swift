@@ -50,6 +50,10 @@ public final class Hypervisor: @unchecked Sendable {
     public let profile: PKVMProfile
     /// Counts and fails EL2's failure points on demand (off unless a test starts it).
     public let faults = FaultInjection()
+    /// The host's long-term pins on pages a guest shared with it (`--host-pins longterm`), by
+    /// vmemmap index: what VFIO's FOLL_LONGTERM holds while its IOMMU maps the page. Guarded by
+    /// `hostLock`; empty (and never looked at) in pvm's default, where no pin is taken.
+    var hostPins: [Int: UInt32] = [:]
 
     /// pKVM's `KVM_MAX_PVMS`.
     public static let maxVMs = 255

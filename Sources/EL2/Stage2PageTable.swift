@@ -27,6 +27,13 @@ public final class Stage2PageTable: @unchecked Sendable {
     public var memcache: PagePool { state.pointee.memcache }
     /// Number of table pages below the PGD currently in use.
     public var tablePages: Int { state.pointee.tablePages }
+    /// Valid blocks split into tables so far (each with one TLB invalidation of the block).
+    public var splits: Int { state.pointee.splits }
+    /// Tables coalesced back into the block they were split from.
+    public var merges: Int { state.pointee.merges }
+    /// Whether a table made by splitting a block becomes that block again when every entry is
+    /// uniform once more (a guest stage-2; see `coalesceIfUniform`).
+    let coalesces: Bool
 
     /// The table's mutable bookkeeping, kept behind a pointer rather than in stored `var`s:
     /// every transition touches it, and class stored properties would pay a dynamic
@@ -43,6 +50,11 @@ public final class Stage2PageTable: @unchecked Sendable {
         // with every TLB invalidation (a table shared by the CPU and the SMMU, SMMUv3 IHI 0070 3.3.2).
         var iotlb: IOTLB?
         var iotlbDomain = IOMMUDomainID(rawValue: 0)
+        // Table pages made by splitting a valid block (by page number), when the table
+        // coalesces: each may become that block again once its entries are uniform.
+        var splitTables: Set<UInt64> = []
+        var splits = 0
+        var merges = 0
     }
     private let state: UnsafeMutablePointer<MutableState>
 
@@ -56,8 +68,9 @@ public final class Stage2PageTable: @unchecked Sendable {
 
     /// Builds an empty table over a zeroed, hyp-owned PGD of `geometry.pgdPages` pages at `root`.
     init(geometry: Stage2Geometry, vmid: VMID, root: PhysAddr, memory: PhysicalMemory, vmemmap: Vmemmap,
-         tableUse: HypPageUse, freeUse: HypPageUse, sink: (any EL2EventSink)?) {
+         tableUse: HypPageUse, freeUse: HypPageUse, coalesces: Bool = false, sink: (any EL2EventSink)?) {
         self.geometry = geometry
+        self.coalesces = coalesces
         self.vmid = vmid
         self.root = root
         self.memory = memory
@@ -149,7 +162,8 @@ public final class Stage2PageTable: @unchecked Sendable {
     /// write emptied. Returns false, having changed nothing, when the walk meets a block or an
     /// annotation above level 3, which the general path splits.
     @inline(__always) private func applyPage(_ update: Stage2Update, ipa: UInt64) -> Bool {
-        let new = leafValue(update, level: Stage2Geometry.lastLevel, entryStart: ipa, size: pageSize, rangeStart: ipa)!
+        let new = leafValue(update, level: Stage2Geometry.lastLevel, entryStart: ipa, size: pageSize, rangeStart: ipa,
+                            old: .zero)!
         var level = geometry.startLevel
         var table = root
         var index = ipa >> UInt64(Stage2Geometry.shift(level: level))
@@ -185,6 +199,21 @@ public final class Stage2PageTable: @unchecked Sendable {
         if old == new { return true }
         if old.isValid && !widens(old, new) { noteInvalidation(ipa, ipa + pageSize) }
         write(slot, old: old, new: new)
+        if coalesces, new.isValid, depth > 0, vmemmap[memory.pageIndex(table)!].refcount == 512 {
+            // The write may have made a split table uniform again: coalesce bottom-up.
+            var child = table
+            var parentLevel = Stage2Geometry.lastLevel - 1
+            while depth > 0 {
+                depth -= 1
+                let parentSlot = depth == 0 ? parent0 : depth == 1 ? parent1 : parent2
+                let span = Stage2Geometry.blockSize(level: parentLevel)
+                guard coalesceIfUniform(parentSlot, child: child, level: parentLevel, entryStart: ipa & ~(span - 1))
+                else { break }
+                child = PhysAddr(parentSlot.rawValue & ~(pageSize - 1))
+                parentLevel -= 1
+            }
+            return true
+        }
         if new.isZero {
             var child = table
             while depth > 0, vmemmap[memory.pageIndex(child)!].refcount == 0 {
@@ -205,16 +234,23 @@ public final class Stage2PageTable: @unchecked Sendable {
 
     /// The entry to write for the whole entry `[entryStart, entryStart + size)` at `level`,
     /// or nil when one entry at this level cannot express the update there.
+    /// `old` is the entry there now: a `pagesOnly` map creates no block, but keeps a block it
+    /// rewrites whole (a guest's 2 MiB private block shared as a whole stays one block).
     @inline(__always)
     private func leafValue(_ update: Stage2Update, level: Int, entryStart: UInt64, size: UInt64,
-                           rangeStart: UInt64) -> Stage2Descriptor? {
+                           rangeStart: UInt64, old: Stage2Descriptor) -> Stage2Descriptor? {
         switch update {
         case .clear:
             return .zero
         case .annotate(let d):
             return level >= Stage2Geometry.minBlockLevel ? d : nil
+        case .annotateDonation(let handle, let firstGFN):
+            guard level == Stage2Geometry.lastLevel else { return nil }
+            let gfn = GFN(firstGFN.rawValue + (entryStart - rangeStart) >> pageShift)
+            return .annotation(.donation, owner: .guest, meta: GuestOwnerMeta.encode(handle: handle, gfn: gfn))
         case .map(let output, let permissions, let state, let pagesOnly):
-            if level != Stage2Geometry.lastLevel && (pagesOnly || level < Stage2Geometry.minBlockLevel) {
+            if level != Stage2Geometry.lastLevel
+                && (level < Stage2Geometry.minBlockLevel || (pagesOnly && !old.isLeaf(level: level))) {
                 return nil
             }
             let oa = output.rawValue &+ (entryStart - rangeStart)
@@ -243,11 +279,14 @@ public final class Stage2PageTable: @unchecked Sendable {
             let old = Stage2Descriptor(rawValue: memory.load64(slot))
 
             if address == entryStart && hi == entryEnd,
-               let new = leafValue(update, level: level, entryStart: entryStart, size: size, rangeStart: rangeStart) {
+               let new = leafValue(update, level: level, entryStart: entryStart, size: size, rangeStart: rangeStart,
+                                   old: old) {
                 // The whole entry becomes one leaf (or zero).
                 if old != new {
                     if old.isTable(level: level) {
+                        let wasSplit = coalesces && state.pointee.splitTables.contains(old.tableAddress.pfn.rawValue)
                         if freeSubtree(old.tableAddress, level: level + 1) { noteInvalidation(entryStart, entryEnd) }
+                        if wasSplit && new.isLeaf(level: level) { noteRestructure(.merge, entryStart, size) }
                     } else if old.isValid && !widens(old, new) {
                         noteInvalidation(entryStart, entryEnd)
                     }
@@ -256,18 +295,28 @@ public final class Stage2PageTable: @unchecked Sendable {
             } else if old.isTable(level: level) {
                 walkUpdate(table: old.tableAddress, level: level + 1, tableBase: entryStart, start: address,
                             end: hi, rangeStart: rangeStart, update: update)
-                releaseIfEmpty(slot, child: old.tableAddress)
+                if !releaseIfEmpty(slot, child: old.tableAddress) {
+                    _ = coalesceIfUniform(slot, child: old.tableAddress, level: level, entryStart: entryStart)
+                }
             } else if old.isZero, case .clear = update {
                 // Nothing mapped here: nothing to clear.
             } else {
                 // Zero entry that needs a table below it, or a block / annotated entry that is
                 // only partly changed: split it into a next-level table first.
                 let child = split(old, level: level, entryStart: entryStart)
-                if old.isValid { noteInvalidation(entryStart, entryEnd) }  // break-before-make
+                if old.isValid {
+                    noteInvalidation(entryStart, entryEnd)  // break-before-make: the old block's TLBI
+                    if coalesces && old.isLeaf(level: level) {
+                        state.pointee.splitTables.insert(child.pfn.rawValue)
+                        noteRestructure(.split, entryStart, size)
+                    }
+                }
                 write(slot, old: old, new: .table(child))
                 walkUpdate(table: child, level: level + 1, tableBase: entryStart, start: address, end: hi,
                             rangeStart: rangeStart, update: update)
-                releaseIfEmpty(slot, child: child)
+                if !releaseIfEmpty(slot, child: child) {
+                    _ = coalesceIfUniform(slot, child: child, level: level, entryStart: entryStart)
+                }
             }
             address = hi
             index += 1
@@ -291,11 +340,51 @@ public final class Stage2PageTable: @unchecked Sendable {
         }
     }
 
-    /// Frees `child` and zeroes its parent entry if it no longer holds any non-zero entry.
-    @inline(__always) private func releaseIfEmpty(_ slot: PhysAddr, child: PhysAddr) {
-        guard vmemmap[memory.pageIndex(child)!].refcount == 0 else { return }
+    /// Frees `child` and zeroes its parent entry if it no longer holds any non-zero entry;
+    /// returns whether it did.
+    @inline(__always) @discardableResult
+    private func releaseIfEmpty(_ slot: PhysAddr, child: PhysAddr) -> Bool {
+        guard vmemmap[memory.pageIndex(child)!].refcount == 0 else { return false }
         write(slot, old: .table(child), new: .zero)
         freeTable(child)
+        return true
+    }
+
+    /// Makes the table `child`, which the entry `slot` at `level` points at, the block it was
+    /// split from, if it was split from one and its 512 entries are again that block's pages:
+    /// valid leaves with the same attributes, outputs contiguous from an address aligned to the
+    /// block. The table entry is broken before the block is made (one TLB invalidation of the
+    /// block's span, as pKVM invalidates a replaced table entry with a range flush over its
+    /// granule, `stage2_try_break_pte`). Returns whether it coalesced.
+    ///
+    /// pvm's choice: Android's guest stage-2 never collapses a table (`guest_s2_free_unlinked_table`
+    /// warns), because its pinned-page tree must match the guest geometry; pvm's host pins nothing
+    /// at block granularity, so a guest block split by a conversion can come back.
+    private func coalesceIfUniform(_ slot: PhysAddr, child: PhysAddr, level: Int, entryStart: UInt64) -> Bool {
+        guard coalesces, level >= Stage2Geometry.minBlockLevel, vmemmap[memory.pageIndex(child)!].refcount == 512,
+              state.pointee.splitTables.contains(child.pfn.rawValue) else { return false }
+        let first = Stage2Descriptor(rawValue: memory.load64(child))
+        let size = Stage2Geometry.blockSize(level: level)
+        guard first.isLeaf(level: level + 1), first.outputAddress(level: level + 1).rawValue & (size - 1) == 0
+        else { return false }
+        let step = Stage2Geometry.blockSize(level: level + 1)
+        for i in 1 ..< UInt64(512) where memory.load64(child.advanced(by: i << 3)) != first.rawValue &+ i * step {
+            return false
+        }
+        let block = first.withOutput(first.outputAddress(level: level + 1), level: level)
+        noteInvalidation(entryStart, entryStart + size)
+        write(slot, old: .table(child), new: block)
+        memory.zeroPage(child)
+        vmemmap.pointer(memory.pageIndex(child)!).pointee.refcount = 0
+        freeTable(child)
+        noteRestructure(.merge, entryStart, size)
+        return true
+    }
+
+    /// Counts a split or a merge and tells the sink.
+    private func noteRestructure(_ kind: Stage2Restructure.Kind, _ start: UInt64, _ size: UInt64) {
+        if kind == .split { state.pointee.splits += 1 } else { state.pointee.merges += 1 }
+        sink?.stage2Restructured(Stage2Restructure(kind: kind, vmid: vmid, start: IPA(start), size: size))
     }
 
     /// A new table one level below `level` that expresses exactly what `old` expressed over the
@@ -350,6 +439,7 @@ public final class Stage2PageTable: @unchecked Sendable {
     }
 
     private func freeTable(_ page: PhysAddr) {
+        if coalesces { state.pointee.splitTables.remove(page.pfn.rawValue) }
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
         state.pointee.freeTables.push(page, memory: memory)
         // The pool's link word is the only non-zero word of a free table page.

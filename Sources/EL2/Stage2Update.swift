@@ -4,6 +4,10 @@ public enum Stage2Update: Sendable {
     case clear
     /// Write the same invalid annotated entry everywhere (`kvm_pgtable_stage2_annotate`).
     case annotate(Stage2Descriptor)
+    /// Annotate every page as donated to the guest `handle`, page k of the range naming gfn
+    /// `firstGFN + k` (`host_stage2_set_owner_metadata_locked` over a range): always page entries,
+    /// since each carries its own gfn.
+    case annotateDonation(handle: VMHandle, firstGFN: GFN)
     /// Map `[start, end)` to `output + (ipa - start)` (`kvm_pgtable_stage2_map`). Blocks are used
     /// where the range and output allow, unless `pagesOnly`.
     case map(output: PhysAddr, permissions: Stage2Permissions, state: PageState, pagesOnly: Bool)

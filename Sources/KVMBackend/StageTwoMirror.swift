@@ -63,7 +63,7 @@ final class StageTwoMirror: EL2EventSink, @unchecked Sendable {
         guard lo < hi else { return }
         let access: SharedMemoryFile.Access
         switch update {
-        case .clear, .annotate, .mapDevice: access = .none
+        case .clear, .annotate, .annotateDonation, .mapDevice: access = .none
         case let .map(output, permissions, _, _):
             // The memslot maps IPA x to memfd offset x: only a linear mapping can be mirrored.
             if output.rawValue != ramBase + lo {

@@ -26,7 +26,7 @@ final class ScriptedStage2: EL2EventSink, @unchecked Sendable {
                 switch update {
                 case let .map(output, permissions, _, _):
                     f[ipa >> pageShift] = Mapping(output: output.rawValue + (ipa - start.rawValue), permissions: permissions)
-                case .clear, .annotate, .mapDevice:
+                case .clear, .annotate, .annotateDonation, .mapDevice:
                     f[ipa >> pageShift] = nil
                 }
                 ipa += pageSize

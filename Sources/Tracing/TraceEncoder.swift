@@ -35,10 +35,15 @@ public enum TraceEncoder {
             switch update {
             case .clear: o += "\"op\":\"unmap\""
             case let .annotate(d): o += "\"op\":\"annotate\",\"owner\":\"\(d.annotationOwner.map { "\($0)" } ?? "?")\""
+            case let .annotateDonation(handle, gfn):
+                o += "\"op\":\"annotate\",\"owner\":\"guest\",\"vm\":\(handle.rawValue),\"gfn\":\"\(hex(gfn.rawValue))\""
             case let .map(output, permissions, state, _):
                 o += "\"op\":\"map\",\"pa\":\"\(output)\",\"prot\":\"\(permissions)\",\"state\":\"\(state)\""
             case let .mapDevice(output): o += "\"op\":\"map-device\",\"pa\":\"\(output)\""
             }
+        case let .restructure(r):
+            o += "\"kind\":\"\(r.kind.rawValue)\",\"vmid\":\(r.vmid.rawValue),\"ipa\":\"\(hex(r.start.rawValue))\","
+            o += "\"size\":\"\(hex(r.size))\""
         case let .tlbi(vmid, start, size):
             o += "\"kind\":\"tlbi\",\"vmid\":\(vmid),\"ipa\":\"\(hex(start))\",\"size\":\"\(hex(size))\""
         case let .fault(f):

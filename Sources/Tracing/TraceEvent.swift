@@ -10,6 +10,8 @@ public enum TraceEvent: Sendable {
     case transition(vm: VMHandle?, name: String, pfn: UInt64?, gfn: UInt64?, error: HypError?)
     /// A stage-2 range update (the host's stage-2 has vmid 0).
     case stage2(vmid: UInt16, update: Stage2Update, start: UInt64, end: UInt64)
+    /// A guest stage-2 block split into a table, or a table coalesced back into its block.
+    case restructure(Stage2Restructure)
     /// A TLB invalidation EL2 issued.
     case tlbi(vmid: UInt16, start: UInt64, size: UInt64)
     /// A guest stage-2 fault or a refused host access, and what was done about it.

@@ -51,7 +51,7 @@ final class MachineEventSink: EL2EventSink, @unchecked Sendable {
         let access: SharedMemoryFile.Access
         switch update {
         case .clear: access = .readWrite
-        case .annotate: access = .none
+        case .annotate, .annotateDonation: access = .none
         case let .map(_, permissions, _, _): access = permissions.contains(.write) ? .readWrite : .read
         case .mapDevice: return
         }
@@ -71,6 +71,10 @@ final class MachineEventSink: EL2EventSink, @unchecked Sendable {
     func warning(_ message: String) {
         trace?.record(.warning("EL2: " + message))
         backend?.warning(message)
+    }
+
+    func stage2Restructured(_ event: Stage2Restructure) {
+        trace?.record(.restructure(event))
     }
 
     func iommu(_ notification: IOMMUNotification) {
