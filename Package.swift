@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "VMMTests", dependencies: ["VMM", "ScriptedBackend", "EL2", "EmbeddedImages", "Tracing"]),
         .testTarget(
             name: "KVMBackendTests",
-            dependencies: ["KVMBackend", "ScriptedBackend", "VMM", "EL2", "KVM", "EmbeddedImages", "Tracing", "Disassembly"]
+            dependencies: ["KVMBackend", "InterpBackend", "ScriptedBackend", "VMM", "EL2", "KVM", "EmbeddedImages", "Tracing", "Disassembly"]
         ),
         .testTarget(name: "TracingTests", dependencies: ["Tracing", "Disassembly", "EL2"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "ModelScript", "EL2"]),

@@ -8,6 +8,8 @@
  *   mode 3: N passes of CRC32 over a 16 KiB buffer (loads and CRC32 instructions where the
  *           architecture has them)
  *   mode 4: N sorts of 512 pseudo-random words (insertion sort: compares, branches, stores)
+ *   mode 5: N read-modify-write passes over PVM_BENCH_SWEEP_BYTES (one word per 64 bytes) of
+ *           block_region; one untimed pass first touches it (the stage-2 faults)
  * Compute modes print a checksum after the second marker, so the work cannot be elided.
  */
 #include "payload.h"
@@ -83,6 +85,19 @@ static u64 sort_loop(u64 rounds)
     return sum;
 }
 
+/* One pass: every 64th byte's word incremented; returns the sum read. */
+static u64 sweep(u64 base, u64 bytes)
+{
+    u64 sum = 0;
+    for (u64 a = base; a < base + bytes; a += 64) {
+        volatile u64 *p = (volatile u64 *)(uintptr_t)a;
+        u64 v = *p + 1;
+        *p = v;
+        sum += v;
+    }
+    return sum;
+}
+
 int main(const struct pvm_boot_config *config)
 {
     payload_console_init(config);
@@ -131,6 +146,20 @@ int main(const struct pvm_boot_config *config)
             psci_system_reset();
         }
         marker();
+    } else if (mode == PVM_BENCH_MODE_MEMORY) {
+        u64 base = block_region(config, PVM_BENCH_SWEEP_BYTES);
+        if (base == 0) {
+            console_puts("bench: the memory sweep needs more RAM (--memory 512M)\n");
+            psci_system_reset();
+        }
+        u64 result = sweep(base, PVM_BENCH_SWEEP_BYTES);
+        marker();
+        for (u64 i = 0; i < n; i++)
+            result += sweep(base, PVM_BENCH_SWEEP_BYTES);
+        marker();
+        console_puts("bench: checksum ");
+        console_hex(result);
+        console_putc('\n');
     } else if (mode == PVM_BENCH_MODE_INTEGER || mode == PVM_BENCH_MODE_CRC32 || mode == PVM_BENCH_MODE_SORT) {
         marker();
         u64 result = mode == PVM_BENCH_MODE_INTEGER ? integer_loop(n) : mode == PVM_BENCH_MODE_CRC32 ? crc_loop(n) : sort_loop(n);

@@ -271,18 +271,6 @@ int main(const struct pvm_boot_config *config)
         smp_checks(config);
 
 summary:
-    console_puts("share: ");
-    if (checks.failed == 0) {
-        console_dec(checks.run);
-        console_putc('/');
-        console_dec(checks.run);
-        console_puts(" checks passed\n");
-    } else {
-        console_puts("FAILED ");
-        console_dec(checks.failed);
-        console_puts(" of ");
-        console_dec(checks.run);
-        console_puts(" checks\n");
-    }
+    checks_summary(&checks);
     psci_system_off();
 }

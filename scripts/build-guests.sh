@@ -68,7 +68,7 @@ abi_value() {
     echo "$v"
 }
 
-IMAGES="hello share giveaway bench dma abi"
+IMAGES="hello share giveaway bench dma abi convert"
 COMMON_CFLAGS="-ffreestanding -fno-stack-protector -fno-pic -fno-pie -fno-builtin -O2 -Wall -Wextra
  -Werror -nostdlib -std=c11 -ffunction-sections -fdata-sections -fno-asynchronous-unwind-tables
  -fno-unwind-tables -mcmodel=small -I$ROOT/GuestImages/include"

@@ -37,6 +37,23 @@ static inline u64 scratch_page(const struct pvm_boot_config *config, u64 index)
     return gpa;
 }
 
+/*
+ * A region of `bytes` of RAM past the image for block-sized workloads (convert, bench's memory
+ * sweep): from the first 1 GiB boundary past the image when it fits there, else from the first
+ * 2 MiB boundary past the image plus 2 MiB, always ending 4 MiB before the end of RAM (the
+ * device tree and boot data live at the top). 0 when it does not fit.
+ */
+static inline u64 block_region(const struct pvm_boot_config *config, u64 bytes)
+{
+    u64 start = (u64)(uintptr_t)__scratch_start;
+    u64 limit = config->ram_base + config->ram_size - (4ULL << 20);
+    u64 gib = (start + (1ULL << 30) - 1) & ~((1ULL << 30) - 1);
+    if (gib + bytes <= limit)
+        return gib;
+    u64 mib = ((start + (2ULL << 20) - 1) & ~((2ULL << 20) - 1)) + (2ULL << 20);
+    return mib + bytes <= limit ? mib : 0;
+}
+
 static inline bool is_protected(const struct pvm_boot_config *config)
 {
     return (config->flags & PVM_CONFIG_FLAG_PROTECTED) != 0;
@@ -53,5 +70,7 @@ struct checks {
     u32 run, failed;
 };
 void checks_record(struct checks *c, const char *name, u64 got, u64 expected);
+/* "<prefix>: N/N checks passed" or "<prefix>: FAILED k of N checks". */
+void checks_summary(const struct checks *c);
 
 #endif

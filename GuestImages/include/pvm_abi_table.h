@@ -180,6 +180,10 @@
 #define PVM_BENCH_MODE_INTEGER               2ULL
 #define PVM_BENCH_MODE_CRC32                 3ULL
 #define PVM_BENCH_MODE_SORT                  4ULL
+#define PVM_BENCH_MODE_MEMORY                5ULL
+#define PVM_BENCH_SWEEP_BYTES                0x10000000ULL
+#define PVM_CONVERT_MODE_BLOCKS              0ULL
+#define PVM_CONVERT_MODE_PINS                1ULL
 
 /* a64layout */
 #define PVM_A64_FIRMWARE_BASE                0x7FC00000ULL

@@ -1,4 +1,4 @@
-/* One regression check printed as a console line (GuestImages/include/payload.h). */
+/* Regression checks printed as console lines (GuestImages/include/payload.h). */
 #include "payload.h"
 
 void checks_record(struct checks *c, const char *name, u64 got, u64 expected)
@@ -19,4 +19,22 @@ void checks_record(struct checks *c, const char *name, u64 got, u64 expected)
     console_puts(" expected ");
     console_hex(expected);
     console_putc('\n');
+}
+
+void checks_summary(const struct checks *c)
+{
+    console_puts(c->prefix);
+    if (c->failed == 0) {
+        console_puts(": ");
+        console_dec(c->run);
+        console_putc('/');
+        console_dec(c->run);
+        console_puts(" checks passed\n");
+    } else {
+        console_puts(": FAILED ");
+        console_dec(c->failed);
+        console_puts(" of ");
+        console_dec(c->run);
+        console_puts(" checks\n");
+    }
 }

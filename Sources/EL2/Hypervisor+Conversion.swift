@@ -77,9 +77,13 @@ extension Hypervisor {
     /// (-EINVAL: v8's "the VM has no private memory"), a zero, overflowing or out-of-range size
     /// (-EINVAL), a backing range that is not one RAM region (-EINVAL); after them, the tables
     /// the commit needs (-ENOMEM). Every error but the per-page ones names `gfn`.
+    ///
+    /// `checkOnly` runs every check and changes nothing (the VMM asks it over the pages before
+    /// one its own references refuse, so the error it reports is the first of either kind).
     @discardableResult
     public func hostConvertGuestRange(vm handle: VMHandle, gfn: GFN, pages: UInt64, to attribute: GuestMemoryAttribute,
-                                      backing pfn: PFN, blockPages: UInt64 = 1) throws(ConversionError) -> UInt64 {
+                                      backing pfn: PFN, blockPages: UInt64 = 1,
+                                      checkOnly: Bool = false) throws(ConversionError) -> UInt64 {
         let vm: GuestVM
         do { vm = try transitionVM(handle) } catch { throw ConversionError(.EINVAL, at: gfn) }
         guard vm.isProtected, Self.donationBlockPages.contains(blockPages),
@@ -89,7 +93,7 @@ extension Hypervisor {
         return try withHostAndGuestLocks(vm) { () throws(ConversionError) -> UInt64 in
             guard vm.acceptsPages else { throw ConversionError(.EINVAL, at: gfn) }
             let runs = try conversionRuns(vm, gfn: gfn, pages: pages, to: attribute, backing: pfn)
-            guard attribute == .private else { return 0 }
+            guard attribute == .private, !runs.isEmpty else { return 0 }
             do throws(HypError) {
                 for run in runs {
                     let ipa = gfn.advanced(by: run.offset).ipa.rawValue
@@ -99,6 +103,7 @@ extension Hypervisor {
                     try checkHostTables(pfn.address.advanced(by: run.offset << pageShift), pages: run.pages)
                 }
             } catch { throw ConversionError(error, at: gfn) }
+            if checkOnly { return 0 }
             var changed: UInt64 = 0
             for run in runs {
                 let first = gfn.advanced(by: run.offset)

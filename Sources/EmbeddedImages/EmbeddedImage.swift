@@ -1,7 +1,7 @@
 /// The firmware and guest images built from Firmware/ and GuestImages/ at build time (the
 /// GuestImageBuilder plugin runs scripts/build-guests.sh), so `pvm boot` needs no file.
 public enum EmbeddedImage: String, CaseIterable, Sendable {
-    case firmware, hello, share, giveaway, bench, dma, abi
+    case firmware, hello, share, giveaway, bench, dma, abi, convert
 
     /// The x86-64 ELF file's bytes (the same as `bytes(for: "x86-64")`).
     public var bytes: [UInt8] { Base64.decode(encoded.x86) }
@@ -26,6 +26,7 @@ public enum EmbeddedImage: String, CaseIterable, Sendable {
         case .bench: (EmbeddedImageData.bench, EmbeddedImageData.bench_aarch64)
         case .dma: (EmbeddedImageData.dma, EmbeddedImageData.dma_aarch64)
         case .abi: (EmbeddedImageData.abi, EmbeddedImageData.abi_aarch64)
+        case .convert: (EmbeddedImageData.convert, EmbeddedImageData.convert_aarch64)
         }
     }
 

@@ -3,17 +3,33 @@
 /// the faults that are not plain first-touch donations), and the state of named pages at the end.
 /// docs/testing.md documents the file format; `Scenario(parsing:path:)` reads it.
 public struct Scenario: Sendable, Equatable {
-    /// The host touching a guest page when an event of the payload happens (the event in
-    /// `pvm inspect --at` syntax, counted from the payload's start): it reads the page; EL2 refuses a protected guest's page, and the host then
-    /// force-reclaims it (`__pkvm_host_force_reclaim_page_guest`), poisoning the guest's entry.
+    /// Something the host does to a guest page when an event of the payload happens (the event
+    /// in `pvm inspect --at` syntax, counted from the payload's start):
+    /// - `touch`: it reads the page; EL2 refuses a protected guest's page, and the host then
+    ///   force-reclaims it (`__pkvm_host_force_reclaim_page_guest`), poisoning the guest's entry.
+    /// - `pin` / `unpin`: a host device maps / unmaps the shared page (a long-term pin under
+    ///   `--host-pins longterm`, nothing otherwise); `ref`: a short-term reference (GUP-fast).
+    /// - `convert-private` / `convert-shared`: the host converts `pages` pages from the page in
+    ///   place (`Machine.convertGuestMemory`), retrying on -EAGAIN.
     public struct HostAction: Sendable, Equatable {
+        public static let kinds = ["touch", "pin", "unpin", "ref", "convert-private", "convert-shared"]
+        public let kind: String
         public let address: String
+        /// Pages, for the conversions (1 otherwise).
+        public let pages: UInt64
         public let event: String
         public let line: Int
-        public init(address: String, event: String, line: Int) {
+        public init(kind: String = "touch", address: String, pages: UInt64 = 1, event: String, line: Int) {
+            self.kind = kind
             self.address = address
+            self.pages = pages
             self.event = event
             self.line = line
+        }
+
+        /// The scenario line that reads back as this action.
+        public var text: String {
+            "host \(kind) \(address)" + (kind.hasPrefix("convert") ? " \(pages)" : "") + " at \(event)"
         }
     }
 
@@ -58,7 +74,7 @@ public struct Scenario: Sendable, Equatable {
     /// Per vCPU, in order.
     public var transcripts: [Int: [Expected]]
     public var pages: [PageExpectation]
-    /// Host actions to take during the run: `host touch ADDRESS at EVENT`.
+    /// Host actions to take during the run: `host KIND ADDRESS [PAGES] at EVENT`.
     public var hostActions: [HostAction] = []
     /// Backends the scenario does not run on, with why (`skip interp: needs ...`).
     public var skips: [String: String]
@@ -171,11 +187,18 @@ public struct Scenario: Sendable, Equatable {
                 guard transcripts[n] == nil else { throw fail(number, "vcpu \(n) appears twice") }
                 vcpu = n
                 transcripts[n] = []
-            case "host" where rest.first == "touch":
-                guard rest.count == 4, rest[0] == "touch", rest[1].hasPrefix("ram+") || rest[1].hasPrefix("scratch+"), rest[2] == "at" else {
-                    throw fail(number, "host takes touch ADDRESS at EVENT (ADDRESS ram+.. or scratch+..)")
+            case "host" where Self.HostAction.kinds.contains(rest.first ?? "") && !rest.contains("->"):
+                let kind = rest[0], converts = kind.hasPrefix("convert")
+                let n = converts ? 5 : 4
+                guard rest.count == n, rest[1].hasPrefix("ram+") || rest[1].hasPrefix("scratch+"), rest[n - 2] == "at" else {
+                    throw fail(number, "host takes \(kind) ADDRESS\(converts ? " PAGES" : "") at EVENT (ADDRESS ram+.. or scratch+..)")
                 }
-                hostActions.append(HostAction(address: rest[1], event: rest[3], line: number))
+                var pages: UInt64 = 1
+                if converts {
+                    guard let p = UInt64(rest[2]), p >= 1, p <= 1 << 20 else { throw fail(number, "\(kind): PAGES must be 1 to 1048576") }
+                    pages = p
+                }
+                hostActions.append(HostAction(kind: kind, address: rest[1], pages: pages, event: rest[n - 1], line: number))
             case "hvc", "fault", "host":
                 guard let v = vcpu else { throw fail(number, "\(keyword) before any 'vcpu N' line") }
                 let line = words.joined(separator: " ")
@@ -220,9 +243,13 @@ public struct Scenario: Sendable, Equatable {
     /// `hvc NAME A1 A2 A3 -> R0 R1 R2 R3` or `fault ACCESS ADDRESS ACTION`.
     static func checkTranscriptLine(_ w: [String]) -> String? {
         if w[0] == "host" {
-            // What the host did: `host read ADDRESS -> RESULT`, `host force-reclaim ADDRESS -> RESULT`.
-            guard w.count == 5, ["read", "force-reclaim"].contains(w[1]), Transcript.isValue(w[2]), w[3] == "->" else {
-                return "a host transcript line is host read|force-reclaim ADDRESS -> RESULT"
+            // What the host did: `host read ADDRESS -> RESULT`, `host force-reclaim ADDRESS -> RESULT`,
+            // and the host actions' own lines: `host KIND ADDRESS [PAGES] -> RESULT...`.
+            let kinds = ["read", "force-reclaim"] + HostAction.kinds.filter { $0 != "touch" }
+            let arrow = w.count > 4 && w[1].hasPrefix("convert") ? 4 : 3
+            guard w.count > arrow + 1, kinds.contains(w[1]), Transcript.isValue(w[2]), w[arrow] == "->",
+                  arrow == 3 || UInt64(w[3]) != nil else {
+                return "a host transcript line is host read|force-reclaim|\(HostAction.kinds.dropFirst().joined(separator: "|")) ADDRESS [PAGES] -> RESULT"
             }
             return nil
         }
@@ -252,7 +279,7 @@ public struct Scenario: Sendable, Equatable {
         if !ignored.isEmpty { o += "ignore \(ignored.joined(separator: " "))\n" }
         if let sharedPages { o += "shared-pages \(sharedPages)\n" }
         for (backend, why) in skips.sorted(by: { $0.key < $1.key }) { o += "skip \(backend) \(why)\n" }
-        for h in hostActions { o += "host touch \(h.address) at \(h.event)\n" }
+        for h in hostActions { o += h.text + "\n" }
         o += "outcome \(outcome)\n"
         for v in transcripts.keys.sorted() {
             o += "\nvcpu \(v)\n"

@@ -173,6 +173,9 @@ public final class TranscriptRecorder: Sendable {
     /// `name` as this run's IPA, for the runner's host actions.
     public func ipa(_ name: String) -> UInt64? { map.ipa(name) }
 
+    /// The transcript's name for `ipa` (`scratch+0x3000`), for the runner's host actions.
+    public func name(of ipa: UInt64) -> String { map.name(ipa) }
+
     /// The RAM pages the payload's memory calls named, as `ram+0x...`, for `--record`.
     public var namedPages: [String] {
         state.withLock { $0.ipaArguments }.sorted { (map.ipa($0) ?? 0) < (map.ipa($1) ?? 0) }

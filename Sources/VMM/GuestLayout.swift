@@ -61,4 +61,8 @@ public enum GuestLayout {
     public static let benchModeInteger: UInt64 = 2
     public static let benchModeCRC32: UInt64 = 3
     public static let benchModeSort: UInt64 = 4
+    public static let benchModeMemory: UInt64 = 5
+    public static let benchSweepBytes: UInt64 = 0x1000_0000
+    public static let convertModeBlocks: UInt64 = 0
+    public static let convertModePins: UInt64 = 1
 }

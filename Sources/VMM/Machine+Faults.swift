@@ -113,6 +113,14 @@ extension Machine {
             }
             let before = trace == nil ? nil : ownership(gpa)
             let pfn = backingPage(gfn)
+            if let block = donateBlock(around: gfn, &pages) {
+                counters.withLock {
+                    $0.donated += Int(block)
+                    $0.blocksDonated += 1
+                }
+                if let trace { trace.record(.fault(record(.donated, nil, before))) }
+                return .resolved
+            }
             do {
                 if configuration.isProtected {
                     try transition("host_donate_guest", pfn: pfn, gfn: gfn) { () throws(HypError) in
@@ -133,6 +141,28 @@ extension Machine {
             }
             return .resolved
         }
+    }
+
+    /// `--guest-block 2m|1g`: a protected guest's first touch in an aligned block that lies in
+    /// guest RAM, none of whose frames was given or relinquished, donates the whole block at
+    /// once (`hostDonateGuestBlock`), mapped by one leaf. Returns the pages donated, or nil when
+    /// the fault takes a single page (no such block, or EL2 refused it: a page of the block is
+    /// not the host's any more). Called under `guestPages`'s lock.
+    private func donateBlock(around gfn: GFN, _ pages: inout GuestPages) -> UInt64? {
+        let n = configuration.guestBlock.pages
+        guard configuration.isProtected, n > 1 else { return nil }
+        let first = GFN(gfn.rawValue & ~(n - 1))
+        guard guestMemory.contains(first, pages: n),
+              !pages.relinquished.contains(where: { $0 >= first.rawValue && $0 - first.rawValue < n }) else { return nil }
+        // A block with a page given already fails EL2's checks (guest NOPAGE, host OWNED); that
+        // refusal is the normal way to learn it, so it is not traced.
+        do throws(HypError) {
+            try hypervisor.hostDonateGuestBlock(backingPage(first), gfn: first, pages: n, vm: handle)
+        } catch { return nil }
+        trace?.record(.transition(vm: handle, name: "host_donate_guest_block", pfn: backingPage(first).rawValue,
+                                  gfn: first.rawValue, error: nil))
+        for k in 0 ..< n { pages.given.insert(first.rawValue + k) }
+        return n
     }
 
     /// The page behind `gpa` as EL2 sees it now, with the guest's own stage-2 state.

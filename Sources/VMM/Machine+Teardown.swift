@@ -27,6 +27,7 @@ extension Machine {
     /// EL2's invariants hold. Call after `run()` returned.
     public func teardown() throws(VMMError) -> TeardownReport {
         blockDevice?.stop()  // a device reset: no transfer outlives the guest
+        guestMemory.unpinAll()  // and no device keeps a pin
         var report = TeardownReport()
         let (given, relinquished) = guestPages.withLock { (Array($0.given).sorted(), Array($0.relinquished).sorted()) }
         var privatePages = relinquished

@@ -31,6 +31,9 @@ public final class Machine: @unchecked Sendable {
     public let backend: any ExecutionBackend
     /// Where everything is in the guest's physical address space (per architecture).
     public let layout: MachineLayout
+    /// The memory the guest's RAM is made of: each frame's page, its shared / private attribute
+    /// (EL2's), the host's references on it, and in-place conversion (`convertGuestMemory`).
+    public let guestMemory: GuestMemory
 
     let ram: GuestRAM
     let sink: MachineEventSink
@@ -179,6 +182,9 @@ public final class Machine: @unchecked Sendable {
             handle = try hypervisor.createVM(protected: configuration.isProtected, vcpus: configuration.vcpus,
                                              donating: .init(metadata: metadata, pgd: pgd))
         } catch { throw .hypervisor(operation: "__pkvm_init_vm", error: error) }
+        guestMemory = GuestMemory(hypervisor: hypervisor, handle: handle, firstGFN: IPA(layout.memory.lowerBound).gfn,
+                                  firstPFN: PhysAddr(ramBase).pfn, pageCount: guestSize >> pageShift,
+                                  pinMode: configuration.hostPins, blockSize: configuration.guestBlock)
         let vmid = hypervisor.vm(handle)!.vmid
         let stage2 = hypervisor.stage2Registers(vm: handle)!
         backend.attachGuest(vmid: vmid, stage2: GuestStage2(vttbr: stage2.vttbr, vtcr: stage2.vtcr))
@@ -318,13 +324,15 @@ public final class Machine: @unchecked Sendable {
     static let memcacheTarget = 16
 
     /// `topup_hyp_memcache`: refills the VM's memcache before a donation might need tables, as
-    /// pkvm_mem_abort does first.
-    func topUpMemcache() throws(VMMError) {
+    /// pkvm_mem_abort does first; to `tables` pages beyond pKVM's minimum when a range
+    /// conversion may need that many.
+    func topUpMemcache(atLeast tables: Int = 0) throws(VMMError) {
         do throws(HypError) {
             let current = try hypervisor.memcacheCount(vm: handle)
-            guard current < Self.memcacheTarget else { return }
+            let target = max(Self.memcacheTarget, tables + hypervisor.geometry.minMemcachePages)
+            guard current < target else { return }
             var pages: [PFN] = []
-            for _ in current ..< Self.memcacheTarget {
+            for _ in current ..< target {
                 guard let page = hostPool.allocate() else { throw HypError.ENOMEM }
                 pages.append(page)
             }
@@ -350,7 +358,12 @@ public final class Machine: @unchecked Sendable {
     var virtualNanoseconds: UInt64 { virtualClock.now }
 
     /// The counters so far.
-    public var statistics: MachineCounters { counters.withLock { $0 } }
+    public var statistics: MachineCounters {
+        var c = counters.withLock { $0 }
+        c.splits = sink.splits.load(ordering: .relaxed)
+        c.merges = sink.merges.load(ordering: .relaxed)
+        return c
+    }
 
     /// Instructions every vCPU has retired, when the backend counts them (the interpreter).
     public var instructionsRetired: UInt64? {

@@ -35,6 +35,12 @@ public struct MachineConfiguration: Sendable {
     public var console: @Sendable ([UInt8]) -> Void = { _ in }
     /// How vCPUs share the host's CPUs.
     public var scheduling: Scheduling = .threads
+    /// The leaf a protected guest's first touch donates and maps (`--guest-block`): a page, or
+    /// the whole aligned 2 MiB / 1 GiB block around it where all of it is still the host's.
+    public var guestBlock: GuestBlockSize = .page
+    /// Whether the host's devices hold long-term pins on the shared pages they map
+    /// (`--host-pins longterm`), or map them through EL2's SMMU with no pin (the default).
+    public var hostPins: HostPinMode = .none
 
     /// One host thread per vCPU, or all vCPUs interleaved on one thread in an order a seed
     /// picks (docs/vmm.md, "Deterministic scheduling").

@@ -13,4 +13,9 @@ public struct MachineCounters: Sendable, Equatable {
     public var hostFaults = 0
     /// Pages returned to the host at teardown.
     public var reclaimed = 0
+    /// Whole blocks a first touch donated (`--guest-block 2m|1g`; their pages count in `donated`).
+    public var blocksDonated = 0
+    /// Guest stage-2 blocks split by a conversion of part of them, and tables coalesced back.
+    public var splits = 0
+    public var merges = 0
 }

@@ -24,6 +24,9 @@ final class MachineEventSink: EL2EventSink, @unchecked Sendable {
     private let backendWantsUpdates: Bool
     private let failed = Mutex<String?>(nil)
     let tlbInvalidations = Atomic<Int>(0)
+    /// Guest stage-2 splits and merges (`stage2Restructured`).
+    let splits = Atomic<Int>(0)
+    let merges = Atomic<Int>(0)
 
     init(hostView: SharedMemoryFile.View, ramBase: UInt64, trace: EventTrace?, backend: (any EL2EventSink)?) {
         self.hostView = hostView
@@ -74,6 +77,7 @@ final class MachineEventSink: EL2EventSink, @unchecked Sendable {
     }
 
     func stage2Restructured(_ event: Stage2Restructure) {
+        if event.kind == .split { splits.add(1, ordering: .relaxed) } else { merges.add(1, ordering: .relaxed) }
         trace?.record(.restructure(event))
     }
 

@@ -119,7 +119,8 @@ struct BootCommand: ParsableCommand {
         let given = c.isProtected ? "\(stats.donated) pages donated" : "\(stats.donated) pages shared with the guest"
         let vcpus = "\(c.vcpus) vCPU\(c.vcpus == 1 ? "" : "s")"
         let machinePart = "\(kind), \(c.profile) pKVM ABI, \(vcpus), \(c.memory >> 20) MiB, \(machine.backend.name)"
-        let pages = "\(given), \(stats.shared) shared and \(stats.unshared) unshared by the guest, "
+        let blocks = c.guestBlock == .page ? "" : " (\(stats.blocksDonated) \(c.guestBlock) blocks; \(stats.splits) splits, \(stats.merges) merges)"
+        let pages = "\(given)\(blocks), \(stats.shared) shared and \(stats.unshared) unshared by the guest, "
             + "\(teardown.reclaimed) reclaimed (\(teardown.verifiedZero) verified zero)"
         let exits = "\(stats.exits) exits (\(stats.hypercalls) hypercalls, \(stats.stage2Faults) stage-2 faults)"
         return [machinePart, pages, exits, format2(wall) + " ms"].joined(separator: " · ")

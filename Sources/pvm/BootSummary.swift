@@ -25,7 +25,8 @@ struct BootSummary {
         o["pages"] = .object([
             "donated": .int(stats.donated), "shared": .int(stats.shared), "unshared": .int(stats.unshared),
             "relinquished": .int(stats.relinquished), "reclaimed": .int(teardown.reclaimed),
-            "verified_zero": .int(teardown.verifiedZero),
+            "verified_zero": .int(teardown.verifiedZero), "guest_block": .string("\(c.guestBlock)"),
+            "blocks_donated": .int(stats.blocksDonated), "splits": .int(stats.splits), "merges": .int(stats.merges),
         ])
         o["exits"] = .object(["total": .int(stats.exits), "hypercalls": .int(stats.hypercalls),
                               "stage2_faults": .int(stats.stage2Faults), "host_faults": .int(stats.hostFaults)])

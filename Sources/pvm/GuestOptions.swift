@@ -39,6 +39,12 @@ struct GuestOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Run every vCPU on one host thread, in turns whose order and length SEED picks, with time counted in instructions: the same image, flags and seed give the same run and the same trace, byte for byte (interpreter only).", valueName: "SEED"))
     var deterministic: UInt64?
 
+    @Option(name: .long, help: ArgumentHelp("The stage-2 leaf a protected guest's first touch donates: 4k (a page, default), 2m or 1g (the whole aligned block around it, where all of it is still the host's; 1g needs --memory 2G or more). The host's views stay 4 KiB.", valueName: "SIZE"))
+    var guestBlock: String = "4k"
+
+    @Option(name: .long, help: ArgumentHelp("none (default: EL2 unmaps a page from every IOMMU, no pin needed) or longterm (devices hold long-term pins on the shared pages they map, as VFIO does: unsharing or converting such a page fails with -EBUSY).", valueName: "MODE"))
+    var hostPins: String = "none"
+
     @Option(name: .long, help: ArgumentHelp("Boot a Linux arm64 kernel Image (uncompressed, as Debian's linux-image-*-arm64 ships it) through pvmfw instead of IMAGE, on the interpreter.", valueName: "IMAGE"))
     var kernel: String?
 
@@ -65,6 +71,26 @@ struct GuestOptions: ParsableArguments {
         _ = try iommu()
         _ = try explicitProfile()
         _ = try explicitBackend()
+        let block = try blockSize()
+        _ = try pinMode()
+        if block != .page, nonProtected {
+            throw ValidationError("--guest-block \(block) is for protected guests: a non-protected guest's memory stays the host's, shared page by page")
+        }
+        if block == .block1G, try memoryBytes() < 2 << 30 {
+            throw ValidationError("--guest-block 1g needs --memory 2G or more: the first 1 GiB of RAM holds the boot structures, so no other block fits")
+        }
+    }
+
+    func blockSize() throws -> GuestBlockSize {
+        guard let b = GuestBlockSize(rawValue: guestBlock.lowercased()) else {
+            throw ValidationError("--guest-block '\(guestBlock)' must be 4k, 2m or 1g")
+        }
+        return b
+    }
+
+    func pinMode() throws -> HostPinMode {
+        guard let m = HostPinMode(rawValue: hostPins) else { throw ValidationError("--host-pins '\(hostPins)' must be none or longterm") }
+        return m
     }
 
     var vcpuCount: Int { vcpus ?? 1 }
@@ -83,6 +109,8 @@ struct GuestOptions: ParsableArguments {
         if kernel != nil { given.append("--kernel") }
         if initrd != nil { given.append("--initrd") }
         if append != nil { given.append("--append") }
+        if guestBlock != "4k" { given.append("--guest-block") }
+        if hostPins != "none" { given.append("--host-pins") }
         return given
     }
 
@@ -176,6 +204,8 @@ struct GuestOptions: ParsableArguments {
         configuration.vcpus = vcpuCount
         configuration.isProtected = !nonProtected
         configuration.iommuMode = try iommu()
+        configuration.guestBlock = try blockSize()
+        configuration.hostPins = try pinMode()
         return configuration
     }
 

@@ -80,7 +80,7 @@ struct ScenarioRunner: Sendable {
         var actions: [(action: Scenario.HostAction, point: CapturePoint)] = []
         for a in scenario.hostActions {
             guard let point = CapturePoint(a.event) else {
-                return result(.error("\(scenario.path):\(a.line): host touch: '\(a.event)' is not an event (\(CapturePoint.forms))"))
+                return result(.error("\(scenario.path):\(a.line): host \(a.kind): '\(a.event)' is not an event (\(CapturePoint.forms))"))
             }
             actions.append((a, point))
         }
@@ -98,7 +98,7 @@ struct ScenarioRunner: Sendable {
                         return counts[k]
                     }
                     guard n == a.point.occurrence, let machine = machineBox.withLock({ $0 }) else { continue }
-                    Self.hostTouch(a.action.address, machine: machine, recorder: recorder, vcpu: Self.vcpu(of: event))
+                    Self.hostAction(a.action, machine: machine, recorder: recorder, vcpu: Self.vcpu(of: event))
                 }
             }
         } catch { return result(.error("\(error)")) }
@@ -156,6 +156,34 @@ struct ScenarioRunner: Sendable {
         if let problem { return result(.failed(problem), trace: tracePath, transcript: transcript, outcome: outcome, pages: pages) }
         try? FileManager.default.removeItem(atPath: tracePath)
         return result(.passed, transcript: transcript, outcome: outcome, pages: pages)
+    }
+
+    /// Does `action` (Scenario.HostAction); its result joins the transcript of the vCPU whose
+    /// event triggered it, as `host KIND ADDRESS [PAGES] -> RESULT`.
+    static func hostAction(_ action: Scenario.HostAction, machine: Machine, recorder: TranscriptRecorder, vcpu: Int) {
+        if action.kind == "touch" { return hostTouch(action.address, machine: machine, recorder: recorder, vcpu: vcpu) }
+        guard let ipa = recorder.ipa(action.address) else { return }
+        let gfn = GFN(ipa >> 12), memory = machine.guestMemory
+        let outcome: String
+        switch action.kind {
+        case "pin":
+            do { outcome = try memory.pin(gfn) ? "pinned" : "no pin (EL2 unmaps it from every IOMMU)" } catch { outcome = "\(error)" }
+        case "unpin":
+            do { outcome = try memory.unpin(gfn) ? "0" : "no pin held" } catch { outcome = "\(error)" }
+        case "ref":
+            memory.holdTransientReference(gfn)
+            outcome = memory.pinMode == .longterm ? "held" : "none taken"
+        default:
+            let to: GuestMemoryAttribute = action.kind == "convert-private" ? .private : .shared
+            do {
+                let (changed, retries) = try machine.convertGuestMemoryRetrying(gfn: gfn, pages: action.pages, to: to)
+                outcome = "0 (\(changed) changed" + (retries > 0 ? ", after \(retries) -EAGAIN)" : ")")
+            } catch {
+                let page = recorder.name(of: error.gfn.ipa.rawValue)
+                outcome = "\(error.errno) at \(page)"
+            }
+        }
+        recorder.host(action.text.split(separator: " at ").first.map(String.init).map { $0 + " -> " + outcome } ?? outcome, vcpu: vcpu)
     }
 
     /// The host reads the guest page at `address`, as a VMM touching guest memory does. If EL2

@@ -1,3 +1,4 @@
+import Dispatch
 import EL2
 import Testing
 
@@ -195,6 +196,55 @@ import Testing
         #expect(try m.hyp.guestShareHostRange(vm: p, gfn: GFN(g), pages: 512 * 512) == 512 * 512)
         #expect(try m.hyp.hostConvertGuestRange(vm: p, gfn: GFN(g), pages: 512 * 512, to: .private, backing: m.pfn(g)) == 512 * 512)
         #expect(stage2.splits == 2 && leafLevel(m, p, g) == 1)
+        m.expectSound()
+    }
+
+    /// Three vCPUs (threads) converting ranges in two 2 MiB blocks — two of them overlapping,
+    /// one disjoint — while the host converts ranges of the same blocks back to private. Races
+    /// make calls fail; none may fail in a way its state does not explain, and the invariant
+    /// checker must find nothing after, with every block's table whole again or consistent.
+    @Test func concurrentConversionsOfOverlappingAndDisjointRanges() throws {
+        let (m, p) = try machine()
+        try m.hyp.hostDonateGuestBlock(m.pfn(0x600), gfn: GFN(0x600), pages: 512, vm: p)
+        // Enough for every split: the VM's pool, topped up beyond the minimum.
+        try m.hyp.topUpMemcache(vm: p, pages: (0 ..< 64).map { m.pfn(0x2000 + $0) })
+        let unexpected = ConcurrencyTests.Unexpected()
+        let hyp = m.hyp
+        // Worker 0 and 1 overlap in block 0x400; worker 2 has block 0x600 to itself; 3 is the host.
+        let ranges: [(UInt64, UInt64)] = [(0x400, 0x500), (0x480, 0x600), (0x600, 0x800), (0x400, 0x800)]
+        DispatchQueue.concurrentPerform(iterations: 4) { w in
+            var rng = ConcurrencyTests.SplitMix64(state: UInt64(w) &* 0x1234_5678 &+ 1)
+            let (lo, hi) = ranges[w]
+            for _ in 0 ..< 300 {
+                let start = lo + rng.below(hi - lo)
+                let pages = 1 + rng.below(min(64, hi - start))
+                // -EPERM / -EFAULT: a page in another state (the racing worker's); -ENOMEM: a pool
+                // another split emptied; -EBUSY never (no pins, no DMA).
+                if w == 3 {
+                    do {
+                        try hyp.hostConvertGuestRange(vm: p, gfn: GFN(start), pages: pages, to: .private, backing: m.pfn(start))
+                        unexpected.succeeded("convert")
+                    } catch {
+                        let e = (error as? ConversionError)?.errno
+                        if e != .EPERM && e != .ENOMEM { unexpected.record("convert: \(error)") }
+                    }
+                } else if rng.below(2) == 0 {
+                    ConcurrencyTests.attempt("share", allowed: [.EPERM, .ENOMEM], unexpected) {
+                        _ = try hyp.guestShareHostRange(vm: p, gfn: GFN(start), pages: pages)
+                    }
+                } else {
+                    ConcurrencyTests.attempt("unshare", allowed: [.EPERM, .ENOMEM], unexpected) {
+                        _ = try hyp.guestUnshareHostRange(vm: p, gfn: GFN(start), pages: pages)
+                    }
+                }
+            }
+        }
+        #expect(unexpected.all.isEmpty, "\(unexpected.all.prefix(5))")
+        #expect(unexpected.successCount("share") > 0 && unexpected.successCount("unshare") > 0)
+        m.expectSound()
+        // Everything private again: both blocks coalesce whole.
+        try hyp.hostConvertGuestRange(vm: p, gfn: GFN(0x400), pages: 1024, to: .private, backing: m.pfn(0x400))
+        #expect(leafLevel(m, p, 0x400) == 2 && leafLevel(m, p, 0x600) == 2)
         m.expectSound()
     }
 }

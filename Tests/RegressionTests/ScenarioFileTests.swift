@@ -87,7 +87,8 @@ import Testing
         ("image hello\noutcome powered-off\n* page ram+0x0 guest=OWNED host=NOPAGE hyp=NOPAGE\n", 3, "'*' applies to hvc and fault lines only"),
         ("image hello\noutcome powered-off\nvcpu 0\nvcpu 0\n", 4, "vcpu 0 appears twice"),
         ("image hello\noutcome powered-off\nhost touch 0x1000 at fault\n", 3, "host takes touch ADDRESS at EVENT"),
-        ("image hello\noutcome powered-off\nvcpu 0\n  host poke ram+0x0 -> 0\n", 4, "host read|force-reclaim ADDRESS -> RESULT"),
+        ("image hello\noutcome powered-off\nhost convert-private scratch+0x0 0 at fault\n", 3, "convert-private: PAGES must be 1 to 1048576"),
+        ("image hello\noutcome powered-off\nvcpu 0\n  host poke ram+0x0 -> 0\n", 4, "host read|force-reclaim|pin|unpin|ref|convert-private|convert-shared ADDRESS [PAGES] -> RESULT"),
         ("outcome powered-off\n", 0, "no 'image' line"),
         ("image hello\n", 0, "no 'outcome' line"),
     ])
