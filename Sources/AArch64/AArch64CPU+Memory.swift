@@ -29,6 +29,21 @@ extension AArch64CPU {
             return nil
         }
         let el0 = s.pointee.el == 0 || unprivileged
+        let set = TLB.set(el0: el0, access)
+        let asid = currentASID
+        let b = tlb.blockSlot(set, va)
+        if b.pointee.page == va & ~(TLB.blockSize - 1), b.pointee.asid == asid || b.pointee.asid == TLB.global {
+            // A 2 MiB entry covers the page: refill the page entry from it, no walk.
+            let offset = va & (TLB.blockSize - 1) & ~0xFFF
+            if b.pointee.device, va & (align - 1) != 0 {
+                recordFault(.alignment, status: FaultStatus.alignment, va: va, access: access, size: size)
+                return nil
+            }
+            let host = b.pointee.host.unsafelyUnwrapped + Int(offset)
+            tlb.slot(set, va).pointee = TLBEntry(page: va & ~0xFFF, asid: b.pointee.asid, device: b.pointee.device, host: host,
+                                                 ipa: b.pointee.ipa + offset)
+            return host + Int(va & 0xFFF)
+        }
         let translation: PageTranslation
         do {
             translation = try translate(va, access, unprivileged: unprivileged)
@@ -40,9 +55,19 @@ extension AArch64CPU {
             recordFault(.alignment, status: FaultStatus.alignment, va: va, access: access, size: size)
             return nil
         }
-        let e = tlb.slot(TLB.set(el0: el0, access), va)
-        e.pointee = TLBEntry(page: va & ~0xFFF, asid: translation.global ? TLB.global : currentASID,
-                             device: translation.device, host: translation.host, ipa: translation.ipa)
+        let entryASID = translation.global ? TLB.global : asid
+        tlb.slot(set, va).pointee = TLBEntry(page: va & ~0xFFF, asid: entryASID, device: translation.device,
+                                             host: translation.host, ipa: translation.ipa)
+        if translation.span >= TLB.blockSize {
+            // Both stages map the whole 2 MiB around the page, and its memory is one host run.
+            let offset = va & (TLB.blockSize - 1) & ~0xFFF
+            let paBase = translation.pa & ~0xFFF - offset
+            let hostBase = translation.host - Int(offset)
+            if memory.pointer(paBase, bytes: TLB.blockSize) == hostBase {
+                b.pointee = TLBEntry(page: va & ~(TLB.blockSize - 1), asid: entryASID, device: translation.device,
+                                     host: hostBase, ipa: translation.ipa & ~0xFFF - offset)
+            }
+        }
         return translation.host + Int(va & 0xFFF)
     }
 

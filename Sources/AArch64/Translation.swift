@@ -12,6 +12,9 @@ struct PageTranslation {
     var device: Bool
     /// Not tagged with an ASID (nG = 0, or the MMU is off).
     var global: Bool
+    /// Bytes around the page that the same two leaves map, contiguously and with the same
+    /// attributes: the smaller of the stage-1 and stage-2 leaf sizes (4 KiB, 2 MiB, 1 GiB).
+    var span: UInt64 = 4096
 }
 
 /// A translation that failed, and where the fault goes.
@@ -55,8 +58,9 @@ extension AArch64CPU {
             // fetches Normal. The VA must fit the physical address size.
             guard va >> Self.physicalAddressBits == 0 else { throw .stage1(status: FaultStatus.addressSize(level: 0)) }
             if stage1Only { return PageTranslation(pa: va & ~0xFFF, ipa: va & ~0xFFF, host: memory.host, device: true, global: true) }
-            let (pa, host, s2device) = try stage2(va & ~0xFFF, access: access, onWalk: false)
-            return PageTranslation(pa: pa, ipa: va & ~0xFFF, host: host, device: access != .execute || s2device, global: true)
+            let (pa, host, s2device, s2span) = try stage2(va & ~0xFFF, access: access, onWalk: false)
+            return PageTranslation(pa: pa, ipa: va & ~0xFFF, host: host, device: access != .execute || s2device, global: true,
+                                   span: s2span)
         }
         let tcr = sys.tcr
         let upper = (va >> 55) & 1 == 1
@@ -79,7 +83,7 @@ extension AArch64CPU {
             let indexBits = level == 4 - (size - 12 + 8) / 9 ? size - shift : 9
             let index = (va >> UInt64(shift)) & ((1 << UInt64(indexBits)) - 1)
             let entryIPA = table + index * 8
-            let (entryPA, _, _) = try stage2(entryIPA, access: .read, onWalk: true, level: level)
+            let (entryPA, _, _, _) = try stage2(entryIPA, access: .read, onWalk: true, level: level)
             guard let desc = memory.descriptor(entryPA) else { throw .external(onWalk: true, level: level) }
             guard desc & 1 == 1 else { throw .stage1(status: FaultStatus.translation(level: level)) }
             if level < 3, desc & 2 != 0 {
@@ -130,22 +134,22 @@ extension AArch64CPU {
                 return PageTranslation(pa: output, ipa: output, host: memory.host, device: attr & 0xF0 == 0,
                                        global: desc & (1 << 11) == 0)
             }
-            let (pa, host, s2device) = try stage2(output, access: access, onWalk: false)
+            let (pa, host, s2device, s2span) = try stage2(output, access: access, onWalk: false)
             return PageTranslation(pa: pa, ipa: output, host: host, device: attr & 0xF0 == 0 || s2device,
-                                   global: desc & (1 << 11) == 0)
+                                   global: desc & (1 << 11) == 0, span: min(blockMask + 1, s2span))
         }
     }
 
     /// The stage-2 walk of `ipa` (page aligned or not) for `access`: the physical address, its
-    /// host address and whether stage 2 says Device. `onWalk` for the reads of a stage-1 walk
-    /// (`level` is then the stage-1 level, for an external abort's status).
+    /// host address, whether stage 2 says Device, and the leaf's size. `onWalk` for the reads
+    /// of a stage-1 walk (`level` is then the stage-1 level, for an external abort's status).
     @inline(__always)
     func stage2(_ ipa: UInt64, access: AccessKind, onWalk: Bool, level: Int = 0)
-        throws(TranslationFault) -> (UInt64, UnsafeMutableRawPointer, Bool) {
+        throws(TranslationFault) -> (UInt64, UnsafeMutableRawPointer, Bool, UInt64) {
         guard let s2 = stage2Configuration else {
             // No stage 2 (a bare CPU in tests): the IPA is the physical address.
             guard let host = memory.pointer(ipa & ~0xFFF, bytes: 4096) else { throw .external(onWalk: onWalk, level: level) }
-            return (ipa, host + Int(ipa & 0xFFF), false)
+            return (ipa, host + Int(ipa & 0xFFF), false, 4096)
         }
         let t0sz = Int(s2.vtcr & 0x3F)
         let size = 64 - t0sz
@@ -186,7 +190,7 @@ extension AArch64CPU {
             let pa = (desc & 0x0000_FFFF_FFFF_F000 & ~blockMask) | (ipa & blockMask)
             guard let host = memory.pointer(pa & ~0xFFF, bytes: 4096) else { throw .external(onWalk: onWalk, level: level) }
             // MemAttr[3:2] = 00: Device.
-            return (pa, host + Int(pa & 0xFFF), (desc >> 4) & 3 == 0)
+            return (pa, host + Int(pa & 0xFFF), (desc >> 4) & 3 == 0, blockMask + 1)
         }
     }
 }
