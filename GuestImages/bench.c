@@ -8,8 +8,9 @@
  *   mode 3: N passes of CRC32 over a 16 KiB buffer (loads and CRC32 instructions where the
  *           architecture has them)
  *   mode 4: N sorts of 512 pseudo-random words (insertion sort: compares, branches, stores)
- *   mode 5: N read-modify-write passes over PVM_BENCH_SWEEP_BYTES (one word per 64 bytes) of
- *           block_region; one untimed pass first touches it (the stage-2 faults)
+ *   mode 5: N read-modify-write passes over PVM_BENCH_SWEEP_BYTES of block_region, one word
+ *           every PVM_BENCH_SWEEP_STRIDE bytes (a new page each: bound by the TLB); one untimed
+ *           pass first touches it (the stage-2 faults)
  * Compute modes print a checksum after the second marker, so the work cannot be elided.
  */
 #include "payload.h"
@@ -85,11 +86,11 @@ static u64 sort_loop(u64 rounds)
     return sum;
 }
 
-/* One pass: every 64th byte's word incremented; returns the sum read. */
+/* One pass: one word every PVM_BENCH_SWEEP_STRIDE bytes incremented; returns the sum read. */
 static u64 sweep(u64 base, u64 bytes)
 {
     u64 sum = 0;
-    for (u64 a = base; a < base + bytes; a += 64) {
+    for (u64 a = base; a < base + bytes; a += PVM_BENCH_SWEEP_STRIDE) {
         volatile u64 *p = (volatile u64 *)(uintptr_t)a;
         u64 v = *p + 1;
         *p = v;

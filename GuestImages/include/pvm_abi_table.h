@@ -182,6 +182,7 @@
 #define PVM_BENCH_MODE_SORT                  4ULL
 #define PVM_BENCH_MODE_MEMORY                5ULL
 #define PVM_BENCH_SWEEP_BYTES                0x10000000ULL
+#define PVM_BENCH_SWEEP_STRIDE               0x1000ULL
 #define PVM_CONVERT_MODE_BLOCKS              0ULL
 #define PVM_CONVERT_MODE_PINS                1ULL
 

@@ -123,11 +123,14 @@ extension Hypervisor {
     /// the host re-faults; still not: -ENOMEM). Part of a transition's checks, so the commit's
     /// host stage-2 update cannot run dry. The carveout was sized for RAM, so only the MMIO
     /// slack ever gets short.
-    @inline(__always) func checkHostTables(_ start: PhysAddr, pages: UInt64, leafLevel: Int = Stage2Geometry.lastLevel)
-        throws(HypError) {
+    /// `identityMap`: the change maps the range back to the host with blocks where they fit
+    /// (`setHostPageStateRange`), so only its unaligned ends can need tables.
+    @inline(__always) func checkHostTables(_ start: PhysAddr, pages: UInt64, leafLevel: Int = Stage2Geometry.lastLevel,
+                                           identityMap: Bool = false) throws(HypError) {
         try faults.check(.hostPool)
-        let needed = geometry.tablesNeededBound(start: start.rawValue, end: start.rawValue &+ pages << pageShift,
-                                                leafLevel: leafLevel)
+        let end = start.rawValue &+ pages << pageShift
+        let needed = identityMap ? geometry.tablesNeededBoundForBlocks(start: start.rawValue, end: end)
+            : geometry.tablesNeededBound(start: start.rawValue, end: end, leafLevel: leafLevel)
         if hostStage2.availablePages >= needed { return }
         unmapHostMMIO()
         if hostStage2.availablePages < needed { throw .ENOMEM }
@@ -180,7 +183,9 @@ extension Hypervisor {
     /// could run short (pKVM's `host_stage2_try` retries after `host_stage2_unmap_dev_all`).
     /// RAM alone never exhausts the pool: the carveout was sized for it at boot.
     func hostStage2Apply(_ update: Stage2Update, start: UInt64, end: UInt64) {
-        if hostStage2.availablePages < geometry.tablesNeededBound(start: start, end: end) {
+        var needed = geometry.tablesNeededBound(start: start, end: end)
+        if case .map(_, _, _, pagesOnly: false) = update { needed = geometry.tablesNeededBoundForBlocks(start: start, end: end) }
+        if hostStage2.availablePages < needed {
             unmapHostMMIO()
         }
         hostStage2.apply(update, start: start, end: end)

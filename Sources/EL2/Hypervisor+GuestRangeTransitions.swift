@@ -68,7 +68,7 @@ extension Hypervisor {
             let (phys, done) = try guestRequestTransitionLocked(vm, ipa: ipa, pages: pages, desired: .owned)
             try checkRangeAllowedMemory(phys, pages: done)
             do { try checkHostRange(phys, pages: done, .noPage) } catch { throw .EPERM }
-            try checkHostTables(phys, pages: done)
+            try checkHostTables(phys, pages: done, identityMap: true)
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .sharedOwned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + done << pageShift)
             setHostPageStateRange(phys, pages: done, .sharedBorrowed)

@@ -64,6 +64,25 @@ public struct Stage2Geometry: Hashable, Sendable, CustomStringConvertible {
         return n
     }
 
+    /// An upper bound on the table pages mapping `[start, end)` with the largest leaves that fit
+    /// may allocate (an identity map, output aligned as the input): tables only where the range
+    /// does not cover a whole 2 MiB or 1 GiB entry, at its two ends.
+    public func tablesNeededBoundForBlocks(start: UInt64, end: UInt64) -> Int {
+        guard end > start else { return 0 }
+        let mib2 = Self.blockSize(level: 2), gib = Self.blockSize(level: 1)
+        let midStart = (start + mib2 - 1) & ~(mib2 - 1), midEnd = end & ~(mib2 - 1)
+        guard midStart < midEnd else { return tablesNeededBound(start: start, end: end) }
+        let gibStart = (midStart + gib - 1) & ~(gib - 1), gibEnd = midEnd & ~(gib - 1)
+        var n = tablesNeededBound(start: start, end: midStart) + tablesNeededBound(start: midEnd, end: end)
+        if gibStart < gibEnd {
+            n += tablesNeededBound(start: midStart, end: gibStart, leafLevel: 2)
+            n += tablesNeededBound(start: gibEnd, end: midEnd, leafLevel: 2)
+        } else {
+            n += tablesNeededBound(start: midStart, end: midEnd, leafLevel: 2)
+        }
+        return n
+    }
+
     /// VTCR_EL2 for this geometry: T0SZ, SL0, inner/outer write-back walks, inner shareable,
     /// TG0 = 4 KB, PS as given, RES1 bit 31 (Arm ARM D13.2.151).
     public func vtcr(physBits: Int) -> UInt64 {

@@ -22,7 +22,7 @@ struct ModelOperation: Sendable {
         }
     }
 
-    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + guestABI + reclaim + iommu + inspection
+    static let all: [ModelOperation] = lifecycle + hostHyp + ffa + guests + conversion + guestABI + reclaim + iommu + inspection
 
     static let byName: [String: ModelOperation] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 

@@ -63,6 +63,7 @@ public enum GuestLayout {
     public static let benchModeSort: UInt64 = 4
     public static let benchModeMemory: UInt64 = 5
     public static let benchSweepBytes: UInt64 = 0x1000_0000
+    public static let benchSweepStride: UInt64 = 0x1000
     public static let convertModeBlocks: UInt64 = 0
     public static let convertModePins: UInt64 = 1
 }

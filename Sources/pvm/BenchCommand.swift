@@ -10,7 +10,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure pvm against baselines run in the same process.",
-        subcommands: [BenchModelCommand.self, BenchHypercallCommand.self, BenchIOMMUCommand.self, BenchInterpCommand.self, BenchLinuxCommand.self]
+        subcommands: [BenchModelCommand.self, BenchHypercallCommand.self, BenchIOMMUCommand.self, BenchInterpCommand.self, BenchLinuxCommand.self,
+                      BenchConversionCommand.self]
     )
 }
 
