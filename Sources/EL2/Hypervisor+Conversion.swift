@@ -44,8 +44,9 @@ extension Hypervisor {
     }
 
     /// The attribute EL2's ownership gives guest frame `gfn` of a VM: private when the guest
-    /// owns it alone, shared when the host can reach it (never given, or shared by the guest),
-    /// nil otherwise (another owner, poisoned, MMIO).
+    /// owns it alone, shared when the host can reach it (never given, shared by the guest, or
+    /// the host's page a non-protected guest borrows), nil otherwise (another owner, poisoned,
+    /// MMIO).
     public func guestMemoryAttribute(vm handle: VMHandle, gfn: GFN, backing pfn: PFN) throws(HypError) -> GuestMemoryAttribute? {
         let vm = try transitionVM(handle)
         guard gfn.ipa.rawValue < geometry.limit, memory.contains(pfn.address) else { throw .EINVAL }
@@ -53,7 +54,8 @@ extension Hypervisor {
             let (d, _) = vm.stage2.leaf(at: gfn.ipa)
             switch guestState(d) {
             case .owned: return .private
-            case .sharedOwned: return .shared
+            // Shared by the guest (protected), or the host's lent to a non-protected guest.
+            case .sharedOwned, .sharedBorrowed: return .shared
             case .noPage: return meta(pfn.address).pointee.hostState == .owned ? .shared : nil
             default: return nil
             }

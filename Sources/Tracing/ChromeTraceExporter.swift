@@ -121,7 +121,7 @@ public enum ChromeTraceExporter {
                 }
             case .warning:
                 event("i", "warning", el2Track, r.time, args: args(r), extra: [("s", .string("g"))])
-            case .stage2, .tlbi, .iommu, .iotlbi:
+            case .stage2, .tlbi, .split, .merge, .iommu, .iotlbi:
                 effects.note(r, at: events.count)
                 let name = r.kind == .stage2 ? "stage2 \(r.string("op") ?? "")" : r.kind == .iommu ? "iommu \(r.string("op") ?? "")" : r.kind.rawValue
                 event("i", name, el2Track, r.time, args: args(r), extra: [("s", .string("t")), ("cat", .string(r.kind.rawValue))])
@@ -169,7 +169,7 @@ struct FaultEffects {
         case .stage2:
             if let a = r.unsigned("start"), let b = r.unsigned("end"), a < b { range = a ..< b }
             onGuest = vmid == 0 ? nil : vmid
-        case .tlbi:
+        case .tlbi, .split, .merge:
             if let a = r.unsigned("ipa"), let n = r.unsigned("size"), a <= UInt64.max - max(n, 1) { range = a ..< a + max(n, 1) }
             onGuest = vmid == 0 ? nil : vmid
         case .iommu, .iotlbi:

@@ -51,7 +51,7 @@ public enum TraceFormatter {
             if let st = r.string("state") { o += " \(st)" }
             if let owner = r.string("owner") { o += " owner=\(owner)" }
             return o
-        case .tlbi:
+        case .tlbi, .split, .merge:
             return "\(r.integer("vmid") == 0 ? "host" : "vmid \(r.integer("vmid") ?? 0)") ipa \(h("ipa")) size \(h("size"))"
         case .fault, .hostFault:
             var o = s("access")

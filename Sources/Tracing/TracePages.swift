@@ -63,7 +63,7 @@ public struct TracePageResolver: Sendable {
             if vmid == 0 { return frames(start, end - start) }
             if let pa = r.unsigned("pa") { return frames(pa, end - start) }
             return guest(vm(of: r), start, end - start)
-        case .tlbi:
+        case .tlbi, .split, .merge:
             guard let vmid = r.unsigned("vmid"), let ipa = r.unsigned("ipa"), let size = r.unsigned("size") else { return [] }
             return vmid == 0 ? frames(ipa, size) : guest(vm(of: r), ipa, size)
         case .fault, .hostFault:

@@ -1,6 +1,6 @@
 /// The kinds of trace event (docs/trace-format.md).
 public enum TraceKind: String, Sendable, CaseIterable, Comparable {
-    case machine, hypercall, transition, stage2, tlbi, fault
+    case machine, hypercall, transition, stage2, split, merge, tlbi, fault
     case hostFault = "host-fault"
     case power, warning, iommu, iotlbi
     case iommuFault = "iommu-fault"
@@ -20,7 +20,7 @@ public enum TraceKind: String, Sendable, CaseIterable, Comparable {
         case .hypercall: [("vcpu", .id), ("fn", .address), ("name", .string), ("args", .addresses(3)), ("ret", .addresses(4))]
         case .transition: [("op", .string), ("result", .string)]
         case .stage2: [("vmid", .id), ("start", .address), ("end", .address), ("op", .string)]
-        case .tlbi: [("vmid", .id), ("ipa", .address), ("size", .address)]
+        case .tlbi, .split, .merge: [("vmid", .id), ("ipa", .address), ("size", .address)]
         case .fault: [("vcpu", .id), ("access", .string), ("size", .integer), ("action", .string)]
         case .hostFault: [("access", .string), ("action", .string)]
         case .power: [("vcpu", .id), ("event", .string)]

@@ -155,12 +155,12 @@ public final class GuestMemory: @unchecked Sendable {
     }
 
     /// Where this object and EL2 disagree (empty when sound): a frame given to the guest whose
-    /// attribute EL2 cannot name, a pin on a page that is not shared, a pin count EL2 does not
+    /// attribute EL2 cannot name (and did not poison: a force-reclaimed page), a pin on a page that is not shared, a pin count EL2 does not
     /// hold. `given` is the frames the VMM donated.
     public func checkAgreement(given: [UInt64]) -> [String] {
         var problems: [String] = []
-        for g in given where attribute(GFN(g)) == nil {
-            problems.append("gfn \(GFN(g)) was given to the guest but is neither shared nor private at EL2")
+        for g in given where attribute(GFN(g)) == nil && (try? hypervisor.isPoisoned(vm: handle, ipa: GFN(g).ipa)) != true {
+            problems.append("gfn \(GFN(g)) was given to the guest but is neither shared nor private (nor poisoned) at EL2")
         }
         for (g, n) in references.withLock({ $0.longTerm }) {
             if attribute(GFN(g)) != .shared { problems.append("gfn \(GFN(g)) holds \(n) long-term pins but is not shared") }

@@ -14,7 +14,8 @@ public struct TeardownReport: Sendable, Equatable {
     public var returnedByEL2 = 0
     /// Guest-private pages that came back non-zero or unreadable: must be empty.
     public var leaks: [UInt64] = []
-    /// EL2 invariant violations after teardown: must be empty.
+    /// Where the guest-memory object disagreed with EL2 before teardown, then EL2 invariant
+    /// violations after it: must be empty.
     public var violations: [String] = []
 
     public var isClean: Bool { leaks.isEmpty && violations.isEmpty }
@@ -27,9 +28,11 @@ extension Machine {
     /// EL2's invariants hold. Call after `run()` returned.
     public func teardown() throws(VMMError) -> TeardownReport {
         blockDevice?.stop()  // a device reset: no transfer outlives the guest
-        guestMemory.unpinAll()  // and no device keeps a pin
         var report = TeardownReport()
         let (given, relinquished) = guestPages.withLock { (Array($0.given).sorted(), Array($0.relinquished).sorted()) }
+        // The guest-memory object and EL2 must agree before anything goes back.
+        let disagreements = guestMemory.checkAgreement(given: given)
+        guestMemory.unpinAll()  // a device reset: no device keeps a pin
         var privatePages = relinquished
         for gfn in given {
             let view = try? hypervisor.guestPageView(vm: handle, gfn: GFN(gfn))
@@ -68,7 +71,7 @@ extension Machine {
                 report.leaks.append(gpa)
             }
         }
-        report.violations = hypervisor.checkInvariants().map(\.message)
+        report.violations = disagreements + hypervisor.checkInvariants().map(\.message)
         try checkBackend()
         try flushTrace()
         return report
