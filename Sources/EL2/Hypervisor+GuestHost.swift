@@ -3,8 +3,10 @@
 extension Hypervisor {
     /// `__pkvm_guest_share_host` (MEM_SHARE): a guest lets the host access one of its pages.
     ///
-    /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG);
-    /// guest OWNED (-EPERM); host NOPAGE (-EPERM, whatever the host check's reason).
+    /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG;
+    /// a page of a guest-owned block is accepted and the block split, -ENOMEM when the VM's pool
+    /// cannot pay for it: pvm's, docs/guest-first-memory.md); guest OWNED (-EPERM); host NOPAGE
+    /// (-EPERM, whatever the host check's reason).
     /// Effect: guest PTE re-mapped RWX as SHARED_OWNED; host SHARED_BORROWED, identity-mapped again.
     public func guestShareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
         let vm = try transitionVM(handle)
@@ -22,9 +24,10 @@ extension Hypervisor {
 
     /// `__pkvm_guest_unshare_host` (MEM_UNSHARE): a guest takes a shared page back.
     ///
-    /// Checks, in order: a valid last-level guest PTE (-ERANGE, -EHWPOISON, -ENOENT, -E2BIG);
+    /// Checks, in order: a valid last-level guest PTE (as for MEM_SHARE, blocks split);
     /// guest SHARED_OWNED (-EPERM); host SHARED_BORROWED (-EPERM, whatever the reason); no host
-    /// device holds a DMA mapping of the page (`IOMMUMode.refcount`; -EBUSY, pvm's choice).
+    /// device holds a DMA mapping of the page (`IOMMUMode.refcount`) nor a long-term pin on it
+    /// (`--host-pins longterm`; -EBUSY, pvm's choice).
     /// Effect: host stage-2 annotated owner GUEST again (TLB invalidated), host NOPAGE; guest
     /// PTE re-mapped as OWNED.
     public func guestUnshareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
