@@ -94,9 +94,11 @@ extension Hypervisor {
         else { throw ConversionError(.EINVAL, at: gfn) }
         return try withHostAndGuestLocks(vm) { () throws(ConversionError) -> UInt64 in
             guard vm.acceptsPages else { throw ConversionError(.EINVAL, at: gfn) }
-            let runs = try conversionRuns(vm, gfn: gfn, pages: pages, to: attribute, backing: pfn)
+            let (runs, splitTables) = try conversionRuns(vm, gfn: gfn, pages: pages, to: attribute, backing: pfn)
             guard attribute == .private, !runs.isEmpty else { return 0 }
             do throws(HypError) {
+                // A guest-shared block the range covers only in part splits.
+                if splitTables > 0, vm.stage2.availablePages < splitTables { throw .ENOMEM }
                 for run in runs {
                     let ipa = gfn.advanced(by: run.offset).ipa.rawValue
                     if run.donate {
@@ -127,10 +129,12 @@ extension Hypervisor {
     }
 
     /// Every page's checks for `hostConvertGuestRange`, in page order, one leaf or unmapped
-    /// span at a time; the first failing page is the error. Returns the runs to change.
+    /// span at a time; the first failing page is the error. Returns the runs to change and the
+    /// tables splitting the blocks they cover in part may take.
     private func conversionRuns(_ vm: GuestVM, gfn: GFN, pages: UInt64, to attribute: GuestMemoryAttribute,
-                                backing pfn: PFN) throws(ConversionError) -> [ConversionRun] {
+                                backing pfn: PFN) throws(ConversionError) -> (runs: [ConversionRun], splitTables: Int) {
         var runs: [ConversionRun] = []
+        var splitTables = 0
         let base = memory.pageIndex(pfn.address)!
         let pinned = !hostPins.isEmpty
         var k: UInt64 = 0
@@ -159,6 +163,9 @@ extension Hypervisor {
                     guard vmemmap[i].hostState == .sharedBorrowed else { throw fail(.EPERM, j) }
                     if vmemmap[i].refcount != 0 || (pinned && hostPins[i] != nil) { throw fail(.EBUSY, j) }
                 }
+                if level != Stage2Geometry.lastLevel, count << pageShift != span {
+                    splitTables += 2 * (Stage2Geometry.lastLevel - level)  // both ends, at worst
+                }
                 appendRun(&runs, k, count, donate: false)
             case (.poison, _):
                 throw fail(.EHWPOISON)
@@ -167,7 +174,7 @@ extension Hypervisor {
             }
             k += count
         }
-        return runs
+        return (runs, splitTables)
     }
 
     private func appendRun(_ runs: inout [ConversionRun], _ offset: UInt64, _ pages: UInt64, donate: Bool) {

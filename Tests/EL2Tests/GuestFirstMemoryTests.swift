@@ -1,5 +1,5 @@
 import Dispatch
-import EL2
+@testable import EL2
 import Testing
 
 /// Guest-first memory at EL2 (docs/guest-first-memory.md): block donation, splits and merges
@@ -196,6 +196,29 @@ import Testing
         #expect(try m.hyp.guestShareHostRange(vm: p, gfn: GFN(g), pages: 512 * 512) == 512 * 512)
         #expect(try m.hyp.hostConvertGuestRange(vm: p, gfn: GFN(g), pages: 512 * 512, to: .private, backing: m.pfn(g)) == 512 * 512)
         #expect(stage2.splits == 2 && leafLevel(m, p, g) == 1)
+        m.expectSound()
+    }
+
+    /// Every split needs a table from the VM's pool; with none left, each path that would split
+    /// refuses with -ENOMEM before changing anything, and EL2 never runs dry mid-update.
+    @Test func splitsWithAnEmptyPoolAreENOMEMAndChangeNothing() throws {
+        let (m, p) = try machine()
+        #expect(try m.hyp.guestShareHostRange(vm: p, gfn: GFN(0x400), pages: 512) == 512)  // whole: no split
+        let stage2 = m.hyp.vm(p)!.stage2
+        _ = try m.hyp.shrinkMemcache(vm: p, by: try m.hyp.memcacheCount(vm: p))
+        var taken: [PhysAddr] = []
+        while let t = stage2.takeFreeTable() { taken.append(t) }
+        #expect(stage2.availablePages == 0)
+        m.expectRefused(.ENOMEM) { _ = try m.hyp.guestUnshareHostRange(vm: p, gfn: GFN(0x410), pages: 4) }
+        m.expectRefused(.ENOMEM) { try m.hyp.guestUnshareHost(vm: p, gfn: GFN(0x411)) }
+        do {
+            try m.hyp.hostConvertGuestRange(vm: p, gfn: GFN(0x410), pages: 4, to: .private, backing: m.pfn(0x410))
+            Issue.record("a split with no tables succeeded")
+        } catch {
+            #expect(error == ConversionError(.ENOMEM, at: GFN(0x410)))
+        }
+        #expect(stage2.splits == 0 && leafLevel(m, p, 0x410) == 2)
+        for t in taken { stage2.addFreeTable(t) }
         m.expectSound()
     }
 
