@@ -22,10 +22,14 @@ public final class IOTLB: Sendable {
         var output: UInt64 = 0
     }
 
+    /// The caches, in buffers allocated once: a hit then costs the lock and two loads, with no
+    /// array copy-on-write or exclusivity check (sound: only ever touched under `state`'s lock,
+    /// allocated in init, freed in deinit).
     struct State {
-        var entries = [Entry](repeating: Entry(), count: IOTLB.capacity)
+        let entries: UnsafeMutablePointer<Entry>
         /// Per stream ID: the cached domain + 1, or 0 when nothing is cached.
-        var config: [UInt32]
+        let config: UnsafeMutablePointer<UInt32>
+        let streams: Int
         var hits: UInt64 = 0
         var misses: UInt64 = 0
         var invalidations: UInt64 = 0
@@ -35,8 +39,19 @@ public final class IOTLB: Sendable {
     private let sink: (any EL2EventSink)?
 
     init(streams: Int, sink: (any EL2EventSink)?) {
-        state = Mutex(State(config: [UInt32](repeating: 0, count: streams)))
+        let entries = UnsafeMutablePointer<Entry>.allocate(capacity: IOTLB.capacity)
+        entries.initialize(repeating: Entry(), count: IOTLB.capacity)
+        let config = UnsafeMutablePointer<UInt32>.allocate(capacity: streams)
+        config.initialize(repeating: 0, count: streams)
+        state = Mutex(State(entries: entries, config: config, streams: streams))
         self.sink = sink
+    }
+
+    deinit {
+        state.withLock { s in
+            s.entries.deallocate()
+            s.config.deallocate()
+        }
     }
 
     @inline(__always) static func tag(_ domain: IOMMUDomainID, _ iova: UInt64) -> UInt64 {
@@ -56,7 +71,7 @@ public final class IOTLB: Sendable {
                                _ body: (PhysAddr) -> Void) -> Bool {
         state.withLock { s in
             let sid = Int(stream.rawValue)
-            guard sid < s.config.count, s.config[sid] != 0 else { s.misses += 1; return false }
+            guard sid < s.streams, s.config[sid] != 0 else { s.misses += 1; return false }
             let domain = IOMMUDomainID(rawValue: UInt16(s.config[sid] - 1))
             let tag = Self.tag(domain, iova)
             let e = s.entries[Self.slot(tag)]
@@ -97,7 +112,7 @@ public final class IOTLB: Sendable {
                 }
             } else {
                 let low = Self.tag(domain, start), high = Self.tag(domain, start &+ size - 1)
-                for i in 0..<s.entries.count where s.entries[i].tag >= low && s.entries[i].tag <= high {
+                for i in 0..<Self.capacity where s.entries[i].tag >= low && s.entries[i].tag <= high {
                     s.entries[i] = Entry()
                 }
             }
@@ -111,7 +126,7 @@ public final class IOTLB: Sendable {
             s.config[Int(stream.rawValue)] = 0
             if let domain {
                 s.invalidations += 1
-                for i in 0..<s.entries.count where s.entries[i].tag >> 40 == Self.validBit >> 40 | UInt64(domain.rawValue) {
+                for i in 0..<Self.capacity where s.entries[i].tag >> 40 == Self.validBit >> 40 | UInt64(domain.rawValue) {
                     s.entries[i] = Entry()
                 }
             }
@@ -121,8 +136,8 @@ public final class IOTLB: Sendable {
     /// Drops every cached entry (the cold-IOTLB benchmark; TLBI_NSNH_ALL).
     public func invalidateAll() {
         state.withLock { s in
-            for i in 0..<s.entries.count { s.entries[i] = Entry() }
-            for i in 0..<s.config.count { s.config[i] = 0 }
+            for i in 0..<Self.capacity { s.entries[i] = Entry() }
+            for i in 0..<s.streams { s.config[i] = 0 }
             s.invalidations += 1
         }
     }
@@ -136,7 +151,7 @@ public final class IOTLB: Sendable {
     /// checker, which proves each one is still what a walk gives.
     func cachedEntries() -> [(domain: IOMMUDomainID, iova: UInt64, output: PhysAddr, rights: UInt64)] {
         state.withLock { s in
-            s.entries.compactMap { e in
+            UnsafeBufferPointer(start: s.entries, count: Self.capacity).compactMap { e in
                 guard e.tag & Self.validBit != 0 else { return nil }
                 return (IOMMUDomainID(rawValue: UInt16(truncatingIfNeeded: e.tag >> 40)),
                         (e.tag & ((1 << 40) - 1)) << pageShift, PhysAddr(e.output & ~(pageSize - 1)), e.output & 3)
@@ -147,7 +162,7 @@ public final class IOTLB: Sendable {
     /// The cached domain of each stream with a cached configuration.
     func cachedConfigurations() -> [(StreamID, IOMMUDomainID)] {
         state.withLock { s in
-            s.config.enumerated().compactMap { i, v in
+            UnsafeBufferPointer(start: s.config, count: s.streams).enumerated().compactMap { i, v in
                 v == 0 ? nil : (StreamID(UInt32(i)), IOMMUDomainID(rawValue: UInt16(v - 1)))
             }
         }

@@ -439,7 +439,7 @@ public final class Stage2PageTable: @unchecked Sendable {
     }
 
     private func freeTable(_ page: PhysAddr) {
-        if coalesces { state.pointee.splitTables.remove(page.pfn.rawValue) }
+        if coalesces, !state.pointee.splitTables.isEmpty { state.pointee.splitTables.remove(page.pfn.rawValue) }
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
         state.pointee.freeTables.push(page, memory: memory)
         // The pool's link word is the only non-zero word of a free table page.
