@@ -48,13 +48,14 @@ extension Hypervisor {
     @inline(__always)
     private func transact(_ stream: StreamID, _ iova: UInt64, _ size: Int, _ access: DMAAccess,
                           _ body: (PhysAddr) -> Void) throws(IOMMUEventError) {
+        // The IOTLB tag has room for IOVAs below the IPA limit only; larger ones take the slow
+        // path, which reports F_ADDR_SIZE.
+        if let iotlbRef, iova < geometry.limit,
+           iotlbRef._withUnsafeGuaranteedRef({ $0.withCachedTranslation(stream, iova, access, body) }) { return }
         guard let smmu else {
             throw IOMMUEventError(event: IOMMUEvent(id: .badStreamID, stream: stream, iova: iova, access: access,
                                                     size: size, domain: nil, ownership: nil))
         }
-        // The IOTLB tag has room for IOVAs below the IPA limit only; larger ones take the slow
-        // path, which reports F_ADDR_SIZE.
-        if iova < geometry.limit, smmu.iotlb.withCachedTranslation(stream, iova, access, body) { return }
         try translateSlow(smmu, stream, iova, size, access, body)
     }
 

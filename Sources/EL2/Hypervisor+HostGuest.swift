@@ -16,13 +16,13 @@ extension Hypervisor {
     /// state SHARED_BORROWED.
     public func hostShareGuest(_ pfn: PFN, gfn: GFN, pages: UInt64, vm handle: VMHandle,
                                prot: Stage2Permissions) throws(HypError) {
-        let vm = try transitionVM(handle)
+        try withHostLockedVM(handle) { vm throws(HypError) in
         guard prot.isSubset(of: .rwx) else { throw .EINVAL }
         guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
         let phys = pfn.address, ipa = gfn.ipa
         try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
         try checkRangeAllowedMemory(phys, pages: pages)
-        try withHostAndGuestLocks(vm) { () throws(HypError) in
+        try vm.lock.withLock { _ throws(HypError) in
             guard vm.acceptsPages else { throw .EINVAL }
             try checkNotDMAMapped(phys, pages: pages)
             try checkGuestRange(vm, ipa, pages: pages, .noPage)
@@ -45,6 +45,7 @@ extension Hypervisor {
             vm.stage2.apply(.map(output: phys, permissions: prot, state: .sharedBorrowed, pagesOnly: false),
                             start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
         }
+        }
     }
 
     /// `__pkvm_host_unshare_guest`: removes a host page (or 2 MiB block) shared with a guest.
@@ -56,10 +57,10 @@ extension Hypervisor {
     /// non-zero share count (-EINVAL); in `IOMMUMode.refcount`, not DMA-mapped (-EINVAL).
     /// Effect: guest entry unmapped (TLB invalidated); per page share count − 1, host OWNED at 0.
     public func hostUnshareGuest(gfn: GFN, pages: UInt64, vm handle: VMHandle) throws(HypError) {
-        let vm = try transitionVM(handle)
+        try withHostLockedVM(handle) { vm throws(HypError) in
         let ipa = gfn.ipa
         try checkTransitionSize(phys: PhysAddr(0), ipa: ipa, pages: pages)
-        try withHostAndGuestLocks(vm) { () throws(HypError) in
+        try vm.lock.withLock { _ throws(HypError) in
             guard ipa.rawValue < geometry.limit, pages << pageShift <= geometry.limit - ipa.rawValue else {
                 throw .ERANGE
             }
@@ -82,6 +83,7 @@ extension Hypervisor {
                 p.pointee.hostShareGuestCount -= 1
                 if p.pointee.hostShareGuestCount == 0 { p.pointee.hostState = .owned }
             }
+        }
         }
     }
 

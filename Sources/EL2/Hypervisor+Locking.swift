@@ -22,6 +22,18 @@ extension Hypervisor {
         }
     }
 
+    /// Looks VM `handle` up under the host lock and runs `body` with it, the host lock still
+    /// held (-EINVAL when there is none, as `transitionVM`): one lock fewer than `transitionVM`
+    /// followed by `withHostAndGuestLocks`, because every write of the VM table also holds the
+    /// host lock. `body` takes the guest lock itself, after any check that needs neither.
+    @inline(__always)
+    func withHostLockedVM<R>(_ handle: VMHandle, _ body: (GuestVM) throws(HypError) -> R) throws(HypError) -> R {
+        try hostLock.withLock { _ throws(HypError) -> R in
+            guard let vm = lookupLocked(handle) else { throw .EINVAL }
+            return try body(vm)
+        }
+    }
+
     /// Runs `body` holding the host lock, then the SMMU's configuration lock.
     @inline(__always)
     func withHostAndSMMULocks<R, E: Error>(_ smmu: SMMU, _ body: () throws(E) -> R) throws(E) -> R {

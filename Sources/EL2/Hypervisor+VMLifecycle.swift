@@ -60,9 +60,9 @@ extension Hypervisor {
             writeVMHeader(metadata, handle: handle, vmid: vmid, protected: protected)
             // Android starts the boot vCPU ON_PENDING (it becomes ON when first run); mainline's
             // host marks it RUNNABLE.
-            setVMTableEntry(slot, GuestVM(handle: handle, vmid: vmid, isProtected: protected, vcpus: vcpus,
-                                          bootState: profile == .android ? .onPending : .on, stage2: stage2,
-                                          metadataPage: metadata))
+            let vm = GuestVM(handle: handle, vmid: vmid, isProtected: protected, vcpus: vcpus,
+                             bootState: profile == .android ? .onPending : .on, stage2: stage2, metadataPage: metadata)
+            hostLock.withLock { _ in setVMTableEntry(slot, vm) }
             return handle
         }
     }
@@ -159,7 +159,7 @@ extension Hypervisor {
             guard let vm = lookupLocked(handle) else { throw android ? .ENOENT : .EINVAL }
             if !android, vm.references != 0 { throw .EINVAL }
             guard vm.isDying else { throw android ? .EBUSY : .EINVAL }
-            setVMTableEntry(Int(handle.rawValue - VMHandle.offset), nil)
+            hostLock.withLock { _ in setVMTableEntry(Int(handle.rawValue - VMHandle.offset), nil) }
             return vm
         }
         return withHostAndHypLocks { () -> Int in

@@ -24,7 +24,8 @@ import Synchronization
 ///   `GuestVM.lock`. The IOTLB's lock is the innermost of all.
 ///
 /// A VM object is looked up under `vmTableLock`, which is then dropped before the transition
-/// takes `hostLock`; VM objects are never freed while referenced (Swift references keep them
+/// takes `hostLock` (or, on the hottest transitions, under `hostLock` itself, which every write
+/// of the table also holds); VM objects are never freed while referenced (Swift references keep them
 /// alive), and a torn-down VM's table is empty, so a racing transition sees NOPAGE and fails.
 public final class Hypervisor: @unchecked Sendable {
     public let memory: PhysicalMemory
@@ -39,11 +40,17 @@ public final class Hypervisor: @unchecked Sendable {
     let hostLock = Mutex(())
     let hypLock = Mutex(())
     let vmTableLock = Mutex(())
-    /// Guarded by `vmTableLock`; index = handle - `VMHandle.offset`.
+    /// Written holding `vmTableLock` and then `hostLock`, so it may be read holding either
+    /// (a transition on the hot path looks its VM up under the host lock it takes anyway,
+    /// `withHostLockedVM`); index = handle - `VMHandle.offset`.
     private(set) var vmTable: [GuestVM?]
     let sink: (any EL2EventSink)?
     /// The SMMU, when the machine has one.
     public let smmu: SMMU?
+    /// `smmu.iotlb` without a reference count, for the DMA hit path: loading it through the
+    /// optional `smmu` costs a retain and a release per transaction, as many atomic operations
+    /// as the IOTLB's own lock. Sound because `smmu` keeps the IOTLB alive as long as `self`.
+    let iotlbRef: Unmanaged<IOTLB>?
     /// True in `IOMMUMode.refcount`: host transitions refuse pages with DMA references.
     let refcountsDMA: Bool
     /// The pKVM whose guest ABI and host-call errnos EL2 reproduces.
@@ -136,9 +143,11 @@ public final class Hypervisor: @unchecked Sendable {
         if let iommu {
             self.smmu = Self.bootSMMU(iommu, pages: PFN(carveStart)..<PFN(hostPoolStart), pgdSlots: pgdSlots,
                                       geometry: geometry, memory: memory, vmemmap: vmemmap, sink: sink)
+            self.iotlbRef = Unmanaged.passUnretained(self.smmu!.iotlb)
             mirrorInitialHostStage2()
         } else {
             self.smmu = nil
+            self.iotlbRef = nil
         }
     }
 
