@@ -172,6 +172,8 @@ extension Hypervisor {
                             start: start.rawValue, end: end)
             mirrorHostChange(start, pages: pages, accessible: true)
             setHostState(start, pages: pages, .owned)
+            // The host owns it outright again: pins it held while a guest shared it mean nothing.
+            dropHostPins(start, pages: pages)
         case .hyp, .guest:
             hostStage2Apply(.annotate(.annotation(.donation, owner: owner, meta: meta)), start: start.rawValue, end: end)
             mirrorHostChange(start, pages: pages, accessible: false)

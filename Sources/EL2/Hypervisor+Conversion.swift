@@ -97,13 +97,18 @@ extension Hypervisor {
             let (runs, splitTables) = try conversionRuns(vm, gfn: gfn, pages: pages, to: attribute, backing: pfn)
             guard attribute == .private, !runs.isEmpty else { return 0 }
             do throws(HypError) {
-                // A guest-shared block the range covers only in part splits.
-                if splitTables > 0, vm.stage2.availablePages < splitTables { throw .ENOMEM }
+                // Every table the whole commit may take, from one pool: the splits of guest-shared
+                // blocks the range covers in part, and each donated run's mapping as `mapPrivate`
+                // will write it.
+                if runs.contains(where: \.donate) { try checkMemcache(vm) }
+                var tables = splitTables
+                for run in runs where run.donate {
+                    tables += mapPrivateTablesBound(gfn.advanced(by: run.offset).ipa.rawValue,
+                                                    pfn.address.advanced(by: run.offset << pageShift),
+                                                    pages: run.pages, blockPages: blockPages)
+                }
+                if vm.stage2.availablePages < tables { throw .ENOMEM }
                 for run in runs {
-                    let ipa = gfn.advanced(by: run.offset).ipa.rawValue
-                    if run.donate {
-                        try checkGuestTables(vm, IPA(ipa), pages: run.pages, leafLevel: Self.leafLevel(blockPages: blockPages))
-                    }
                     try checkHostTables(pfn.address.advanced(by: run.offset << pageShift), pages: run.pages)
                 }
             } catch { throw ConversionError(error, at: gfn) }
@@ -185,22 +190,40 @@ extension Hypervisor {
         }
     }
 
-    /// Maps `[ipa, ipa + pages)` OWNED for the guest: blocks of `blockPages` where aligned (a
-    /// donation), else keeping the table's shape (pages, or a block the update covers whole;
-    /// a split table whose pages are all private again coalesces).
+    /// Maps `[ipa, ipa + pages)` OWNED for the guest: blocks of `blockPages` where the IPA and
+    /// the output are both aligned (a donation), else keeping the table's shape (pages, or a
+    /// block the update covers whole; a split table whose pages are all private again
+    /// coalesces).
     private func mapPrivate(_ vm: GuestVM, _ ipa: UInt64, _ phys: PhysAddr, pages: UInt64, blockPages: UInt64) {
-        let end = ipa + pages << pageShift
-        guard blockPages > 1 else {
-            vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true), start: ipa, end: end)
-            return
+        forEachMapPrivateChunk(ipa, phys, pages: pages, blockPages: blockPages) { a, next, output, block in
+            vm.stage2.apply(.map(output: output, permissions: .rwx, state: .owned, pagesOnly: !block), start: a, end: next)
         }
+    }
+
+    /// The tables `mapPrivate` of the same arguments may take from an empty range: per chunk,
+    /// down to its block's level when it is one block, else down to pages.
+    func mapPrivateTablesBound(_ ipa: UInt64, _ phys: PhysAddr, pages: UInt64, blockPages: UInt64) -> Int {
+        var n = 0
+        forEachMapPrivateChunk(ipa, phys, pages: pages, blockPages: blockPages) { a, next, _, block in
+            n += geometry.tablesNeededBound(start: a, end: next,
+                                            leafLevel: block ? Self.leafLevel(blockPages: blockPages) : Stage2Geometry.lastLevel)
+        }
+        return n
+    }
+
+    /// The chunks `mapPrivate` writes: one update for the whole range with page leaves, or,
+    /// with blocks, one per block span, `block` true where that span is one whole block with an
+    /// aligned output.
+    private func forEachMapPrivateChunk(_ ipa: UInt64, _ phys: PhysAddr, pages: UInt64, blockPages: UInt64,
+                                        _ body: (_ start: UInt64, _ end: UInt64, _ output: PhysAddr, _ block: Bool) -> Void) {
+        let end = ipa + pages << pageShift
+        guard blockPages > 1 else { return body(ipa, end, phys, false) }
         let block = blockPages << pageShift
         var a = ipa
         while a < end {
             let next = a & (block - 1) == 0 && end - a >= block ? a + block : min(end, (a & ~(block - 1)) + block)
-            let whole = next - a == block
-            vm.stage2.apply(.map(output: phys.advanced(by: a - ipa), permissions: .rwx, state: .owned, pagesOnly: !whole),
-                            start: a, end: next)
+            let output = phys.advanced(by: a - ipa)
+            body(a, next, output, next - a == block && output.rawValue & (block - 1) == 0)
             a = next
         }
     }

@@ -81,7 +81,6 @@ extension Hypervisor {
             vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pageSize)
             if d.pageState == .owned { memory.zeroPage(phys) }
             setHostOwner(phys, pages: 1, .host)
-            dropHostPins(phys, pages: 1)
         }
     }
 

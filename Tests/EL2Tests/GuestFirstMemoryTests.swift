@@ -222,6 +222,39 @@ import Testing
         m.expectSound()
     }
 
+    /// Found by an adversarial run: the commit's tables are counted over every run together,
+    /// and down to pages where the backing is not block-aligned, so a small pool gives -ENOMEM
+    /// instead of running dry in the middle of the update.
+    @Test func conversionTablesAreCountedOverEveryRunAndUnalignedBacking() throws {
+        let (m, p) = try machine(donate: false)
+        try m.hyp.hostDonateGuestBlock(m.pfn(0x2000), gfn: GFN(0x200), pages: 512, vm: p)
+        try m.hyp.hostDonateGuestBlock(m.pfn(0x2200), gfn: GFN(0x600), pages: 512, vm: p)
+        _ = try m.hyp.shrinkMemcache(vm: p, by: try m.hyp.memcacheCount(vm: p) - 2)
+        for (gfn, pages, pfn, block) in [(UInt64(0x1FF), UInt64(0x602), UInt64(0x1000), UInt64(1)),
+                                         (0x800, 1024, 0x1001, 512)] {
+            do {
+                try m.hyp.hostConvertGuestRange(vm: p, gfn: GFN(gfn), pages: pages, to: .private, backing: m.pfn(pfn),
+                                                blockPages: block)
+                Issue.record("a conversion the pool cannot pay for succeeded")
+            } catch {
+                #expect(error == ConversionError(.ENOMEM, at: GFN(gfn)))
+            }
+            m.expectSound()
+        }
+    }
+
+    /// Also found by an adversarial run: pins on a guest's shared page go when finalize gives the
+    /// page back, so they cannot follow it to the next VM.
+    @Test func finalizeDropsThePinsOfPagesItGivesBack() throws {
+        let (m, p) = try machine()
+        #expect(try m.hyp.guestShareHostRange(vm: p, gfn: GFN(0x400), pages: 2) == 2)
+        try m.hyp.hostPinShared(m.pfn(0x400), pages: 2)
+        try m.hyp.startTeardown(vm: p)
+        try m.hyp.finalizeTeardown(vm: p)
+        #expect(m.hyp.hostPins(m.pfn(0x400).address) == 0 && m.hyp.hostPins(m.pfn(0x401).address) == 0)
+        m.expectSound()
+    }
+
     /// Three vCPUs (threads) converting ranges in two 2 MiB blocks — two of them overlapping,
     /// one disjoint — while the host converts ranges of the same blocks back to private. Races
     /// make calls fail; none may fail in a way its state does not explain, and the invariant
