@@ -7,8 +7,9 @@ import Tracing
 /// A protected-VM machine: pKVM's host (this VMM), its EL2 (`Hypervisor`), and one guest run by
 /// an execution backend (`ExecutionBackend`: KVM, a scripted test double, an interpreter).
 ///
-/// Physical memory is one memory file: guest RAM first (guest-physical address x is physical
-/// address `ramBase + x`, as a memslot backs IPAs linearly), then the host's own pages (VM
+/// Physical memory is one memory file: guest RAM first (guest-physical address
+/// `layout.memory.lowerBound + x` is physical address `ramBase + x`, as a memslot backs IPAs
+/// linearly), then the host's own pages (VM
 /// structures, PGDs, memcache top-ups), then EL2's carveout. EL2 manages all of it. The VMM's
 /// own code touches guest memory only through `accessor`, whose view of the file EL2 keeps
 /// protected like the host stage-2 (`MachineEventSink`); the backend follows the guest's
@@ -23,8 +24,11 @@ public final class Machine: @unchecked Sendable {
     public let hypervisor: Hypervisor
     /// The guest's handle in EL2.
     public let handle: VMHandle
-    /// Physical address of guest-physical 0.
-    public let ramBase: UInt64 = 0x8000_0000
+    /// Physical address of the first guest-physical byte the VMM backs (`layout.memory`):
+    /// 0x8000_0000 on x86-64, where that is guest-physical 0; on AArch64 the same address as the
+    /// guest-physical one (0x7FC0_0000: pvmfw's region, then RAM). Either way a guest frame and
+    /// its page are equally aligned up to 1 GiB, so `--guest-block 1g` blocks can form.
+    public let ramBase: UInt64
     /// Guest memory as the VMM's device code must see it.
     public let accessor: HostAccessor
     /// What runs the guest's instructions.
@@ -121,6 +125,7 @@ public final class Machine: @unchecked Sendable {
         }
         let layout = MachineLayout(architecture: backend.architecture, ram: configuration.memory)
         self.layout = layout
+        ramBase = layout.memory.lowerBound == 0 ? 0x8000_0000 : layout.memory.lowerBound
 
         // Images first: a bad image is refused before anything is built.
         let firmware: ELFImage
