@@ -49,6 +49,11 @@ extension Hypervisor {
     /// SHARED_OWNED (warns unless host SHARED_BORROWED), anything else -EPERM.
     /// Effect: an OWNED page is zeroed, a SHARED_OWNED one keeps its contents; the guest entry
     /// is unmapped; the host gets the page back (OWNED, identity-mapped).
+    ///
+    /// A page of a guest-owned block (`--guest-block 2m|1g`) brings the whole block back at once,
+    /// one entry cleared and no table split: pvm's choice, so that tearing down blocks costs what
+    /// tearing down pages does per page, and the host's later reclaims of the block's other
+    /// frames find nothing mapped (`-ENOENT`).
     public func hostReclaimPageGuest(gfn: GFN, vm handle: VMHandle) throws(HypError) {
         let vm = try transitionVM(handle)
         try reclaimPageGuest(vm, gfn: gfn)
@@ -56,10 +61,11 @@ extension Hypervisor {
 
     func reclaimPageGuest(_ vm: GuestVM, gfn: GFN) throws(HypError) {
         try withHostAndGuestLocks(vm) { () throws(HypError) in
+            if try reclaimBlockLocked(vm, gfn: gfn) { return }
             let ipa = gfn.ipa
             let d: Stage2Descriptor, phys: PhysAddr
             do throws(HypError) {
-                (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
+                (d, phys) = try validGuestPTE(vm, ipa)
             } catch {
                 if error == .EHWPOISON { return }  // already force-reclaimed
                 throw error
@@ -82,6 +88,30 @@ extension Hypervisor {
             if d.pageState == .owned { memory.zeroPage(phys) }
             setHostOwner(phys, pages: 1, .host)
         }
+    }
+
+    /// Reclaims the whole guest-owned block holding `gfn`, if there is one (see
+    /// `hostReclaimPageGuest`); false when the leaf is not such a block. Under the host and
+    /// guest locks.
+    private func reclaimBlockLocked(_ vm: GuestVM, gfn: GFN) throws(HypError) -> Bool {
+        guard gfn.ipa.rawValue < geometry.limit else { throw .ERANGE }
+        let (d, level) = vm.stage2.leaf(at: gfn.ipa)
+        guard level != Stage2Geometry.lastLevel, d.isLeaf(level: level),
+              d.pageState == .owned || d.pageState == .sharedOwned else { return false }
+        let size = Stage2Geometry.blockSize(level: level)
+        let start = gfn.ipa.rawValue & ~(size - 1), pages = size >> pageShift
+        let phys = d.outputAddress(level: level)
+        guard memory.inOneRegion(phys, phys.advanced(by: size - 1)), let first = memory.pageIndex(phys) else { throw .EPERM }
+        let expected: PageState = d.pageState == .owned ? .noPage : .sharedBorrowed
+        if let k = (0 ..< Int(pages)).first(where: { vmemmap[first + $0].hostState != expected }) {
+            sink?.warning("reclaim: guest \(d.pageState) block page \(phys.advanced(by: UInt64(k) << pageShift)) has host state \(vmemmap[first + k].hostState)")
+        }
+        try checkHostTables(phys, pages: pages, identityMap: true)
+        // Unmapped first (one TLB and IOTLB invalidation of the block), then zeroed, then handed over.
+        vm.stage2.apply(.clear, start: start, end: start + size)
+        if d.pageState == .owned { for k in 0 ..< pages { memory.zeroPage(phys.advanced(by: k << pageShift)) } }
+        setHostOwner(phys, pages: pages, .host)
+        return true
     }
 
     /// `__pkvm_vcpu_in_poison_fault` without the vCPU: 1 if the guest entry at `ipa` is

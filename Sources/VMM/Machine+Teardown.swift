@@ -43,6 +43,12 @@ extension Machine {
             try transition("start_teardown_vm", gfn: nil) { () throws(HypError) in try hypervisor.startTeardown(vm: handle) }
             for gfn in given {
                 let g = GFN(gfn)
+                // A frame of a block came back with the block's first reclaim.
+                if configuration.guestBlock != .page, (try? hypervisor.guestPageView(vm: handle, gfn: g))?.phys == nil,
+                   (try? hypervisor.isPoisoned(vm: handle, ipa: g.ipa)) != true {
+                    report.reclaimed += 1
+                    continue
+                }
                 if configuration.isProtected {
                     try transition("reclaim_dying_guest_page", gfn: g) { () throws(HypError) in
                         try hypervisor.reclaimDyingGuestPage(vm: handle, gfn: g)

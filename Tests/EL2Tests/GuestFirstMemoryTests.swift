@@ -255,6 +255,20 @@ import Testing
         m.expectSound()
     }
 
+    /// Teardown brings a guest-owned block back whole: one entry cleared, no split, every page
+    /// zeroed (private) and the host's again; the block's other frames then find nothing.
+    @Test func teardownReclaimsABlockWhole() throws {
+        let (m, p) = try machine()
+        poke(m, m.pfn(0x4AB).address, 0xDEAD)
+        try m.hyp.startTeardown(vm: p)
+        try m.hyp.reclaimDyingGuestPage(vm: p, gfn: GFN(0x4AB))
+        #expect(m.hyp.vm(p)!.stage2.splits == 0)
+        #expect(peek(m, m.pfn(0x4AB).address) == 0 && m.view(0x400).host == .owned && m.view(0x5FF).host == .owned)
+        m.expectRefused(.ENOENT) { try m.hyp.reclaimDyingGuestPage(vm: p, gfn: GFN(0x400)) }
+        try m.hyp.finalizeTeardown(vm: p)
+        m.expectSound()
+    }
+
     /// Three vCPUs (threads) converting ranges in two 2 MiB blocks — two of them overlapping,
     /// one disjoint — while the host converts ranges of the same blocks back to private. Races
     /// make calls fail; none may fail in a way its state does not explain, and the invariant
