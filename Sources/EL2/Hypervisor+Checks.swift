@@ -185,8 +185,12 @@ extension Hypervisor {
     /// could run short (pKVM's `host_stage2_try` retries after `host_stage2_unmap_dev_all`).
     /// RAM alone never exhausts the pool: the carveout was sized for it at boot.
     func hostStage2Apply(_ update: Stage2Update, start: UInt64, end: UInt64) {
-        var needed = geometry.tablesNeededBound(start: start, end: end)
-        if case .map(_, _, _, pagesOnly: false) = update { needed = geometry.tablesNeededBoundForBlocks(start: start, end: end) }
+        let needed: Int
+        if case .map(_, _, _, pagesOnly: false) = update {
+            needed = geometry.tablesNeededBoundForBlocks(start: start, end: end)
+        } else {
+            needed = geometry.tablesNeededBound(start: start, end: end)
+        }
         if hostStage2.availablePages < needed {
             unmapHostMMIO()
         }

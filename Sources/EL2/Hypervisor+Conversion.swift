@@ -13,7 +13,7 @@ extension Hypervisor {
     public static let donationBlockPages: [UInt64] = [1, 512, 512 * 512]
 
     /// The stage-2 level whose leaves are `pages` pages (3, 2 or 1).
-    static func leafLevel(blockPages pages: UInt64) -> Int { pages >= 512 * 512 ? 1 : pages >= 512 ? 2 : 3 }
+    public static func leafLevel(blockPages pages: UInt64) -> Int { pages >= 512 * 512 ? 1 : pages >= 512 ? 2 : 3 }
 
     /// Lazy donation of a whole block: gives `pages` host pages from `pfn` to a protected
     /// guest at `gfn`, mapped in its stage-2 by one leaf of that size, while the host stage-2

@@ -9,8 +9,7 @@ extension Hypervisor {
     /// (-EPERM, whatever the host check's reason).
     /// Effect: guest PTE re-mapped RWX as SHARED_OWNED; host SHARED_BORROWED, identity-mapped again.
     public func guestShareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
-        try withHostLockedVM(handle) { vm throws(HypError) in
-        try vm.lock.withLock { _ throws(HypError) in
+        try withHostAndGuestLocks(vm: handle) { vm throws(HypError) in
             let ipa = gfn.ipa
             let (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
             guard d.pageState == .owned else { throw .EPERM }
@@ -19,7 +18,6 @@ extension Hypervisor {
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .sharedOwned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)
             setHostPageStateRange(phys, pages: 1, .sharedBorrowed)
-        }
         }
     }
 
@@ -32,8 +30,7 @@ extension Hypervisor {
     /// Effect: host stage-2 annotated owner GUEST again (TLB invalidated), host NOPAGE; guest
     /// PTE re-mapped as OWNED.
     public func guestUnshareHost(vm handle: VMHandle, gfn: GFN) throws(HypError) {
-        try withHostLockedVM(handle) { vm throws(HypError) in
-        try vm.lock.withLock { _ throws(HypError) in
+        try withHostAndGuestLocks(vm: handle) { vm throws(HypError) in
             let ipa = gfn.ipa
             let (d, phys) = try validGuestPTE(vm, ipa, splitting: true)
             guard d.pageState == .sharedOwned else { throw .EPERM }
@@ -46,7 +43,6 @@ extension Hypervisor {
             setHostOwner(phys, pages: 1, .guest, meta: GuestOwnerMeta.encode(handle: vm.handle, gfn: gfn))
             vm.stage2.apply(.map(output: phys, permissions: .rwx, state: .owned, pagesOnly: true),
                             start: ipa.rawValue, end: ipa.rawValue + pageSize)
-        }
         }
     }
 

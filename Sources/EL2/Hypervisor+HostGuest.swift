@@ -17,34 +17,34 @@ extension Hypervisor {
     public func hostShareGuest(_ pfn: PFN, gfn: GFN, pages: UInt64, vm handle: VMHandle,
                                prot: Stage2Permissions) throws(HypError) {
         try withHostLockedVM(handle) { vm throws(HypError) in
-        guard prot.isSubset(of: .rwx) else { throw .EINVAL }
-        guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
-        let phys = pfn.address, ipa = gfn.ipa
-        try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
-        try checkRangeAllowedMemory(phys, pages: pages)
-        try vm.lock.withLock { _ throws(HypError) in
-            guard vm.acceptsPages else { throw .EINVAL }
-            try checkNotDMAMapped(phys, pages: pages)
-            try checkGuestRange(vm, ipa, pages: pages, .noPage)
-            let first = memory.pageIndex(phys)!
-            for i in 0..<Int(pages) {
-                let p = vmemmap[first + i]
-                switch p.hostState {
-                case .owned: continue
-                case .sharedOwned where p.hostShareGuestCount == UInt32.max: throw .EBUSY
-                case .sharedOwned where p.hostShareGuestCount > 0: continue
-                default: throw .EPERM
+            guard prot.isSubset(of: .rwx) else { throw .EINVAL }
+            guard pfnRangeIsValid(pfn, pages) else { throw .EINVAL }
+            let phys = pfn.address, ipa = gfn.ipa
+            try checkTransitionSize(phys: phys, ipa: ipa, pages: pages)
+            try checkRangeAllowedMemory(phys, pages: pages)
+            try vm.lock.withLock { _ throws(HypError) in
+                guard vm.acceptsPages else { throw .EINVAL }
+                try checkNotDMAMapped(phys, pages: pages)
+                try checkGuestRange(vm, ipa, pages: pages, .noPage)
+                let first = memory.pageIndex(phys)!
+                for i in 0..<Int(pages) {
+                    let p = vmemmap[first + i]
+                    switch p.hostState {
+                    case .owned: continue
+                    case .sharedOwned where p.hostShareGuestCount == UInt32.max: throw .EBUSY
+                    case .sharedOwned where p.hostShareGuestCount > 0: continue
+                    default: throw .EPERM
+                    }
                 }
+                try checkMemcache(vm)
+                for i in 0..<Int(pages) {
+                    let p = vmemmap.pointer(first + i)
+                    p.pointee.hostState = .sharedOwned
+                    p.pointee.hostShareGuestCount += 1
+                }
+                vm.stage2.apply(.map(output: phys, permissions: prot, state: .sharedBorrowed, pagesOnly: false),
+                                start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
             }
-            try checkMemcache(vm)
-            for i in 0..<Int(pages) {
-                let p = vmemmap.pointer(first + i)
-                p.pointee.hostState = .sharedOwned
-                p.pointee.hostShareGuestCount += 1
-            }
-            vm.stage2.apply(.map(output: phys, permissions: prot, state: .sharedBorrowed, pagesOnly: false),
-                            start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
-        }
         }
     }
 
@@ -58,32 +58,32 @@ extension Hypervisor {
     /// Effect: guest entry unmapped (TLB invalidated); per page share count − 1, host OWNED at 0.
     public func hostUnshareGuest(gfn: GFN, pages: UInt64, vm handle: VMHandle) throws(HypError) {
         try withHostLockedVM(handle) { vm throws(HypError) in
-        let ipa = gfn.ipa
-        try checkTransitionSize(phys: PhysAddr(0), ipa: ipa, pages: pages)
-        try vm.lock.withLock { _ throws(HypError) in
-            guard ipa.rawValue < geometry.limit, pages << pageShift <= geometry.limit - ipa.rawValue else {
-                throw .ERANGE
+            let ipa = gfn.ipa
+            try checkTransitionSize(phys: PhysAddr(0), ipa: ipa, pages: pages)
+            try vm.lock.withLock { _ throws(HypError) in
+                guard ipa.rawValue < geometry.limit, pages << pageShift <= geometry.limit - ipa.rawValue else {
+                    throw .ERANGE
+                }
+                let (d, level) = vm.stage2.leaf(at: ipa)
+                guard d.isValid else { throw .ENOENT }
+                guard Stage2Geometry.blockSize(level: level) == pages << pageShift else { throw .E2BIG }
+                guard guestState(d) == .sharedBorrowed else { throw .EPERM }
+                let phys = d.outputAddress(level: level)
+                guard let first = memory.pageIndex(phys), memory.inOneRegion(phys, phys.advanced(by: (pages - 1) << pageShift))
+                else { throw .EPERM }
+                for i in 0..<Int(pages) {
+                    let p = vmemmap[first + i]
+                    guard p.hostState == .sharedOwned else { throw .EPERM }
+                    guard p.hostShareGuestCount > 0 else { throw .EINVAL }
+                    if refcountsDMA && p.refcount != 0 { throw .EINVAL }
+                }
+                vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
+                for i in 0..<Int(pages) {
+                    let p = vmemmap.pointer(first + i)
+                    p.pointee.hostShareGuestCount -= 1
+                    if p.pointee.hostShareGuestCount == 0 { p.pointee.hostState = .owned }
+                }
             }
-            let (d, level) = vm.stage2.leaf(at: ipa)
-            guard d.isValid else { throw .ENOENT }
-            guard Stage2Geometry.blockSize(level: level) == pages << pageShift else { throw .E2BIG }
-            guard guestState(d) == .sharedBorrowed else { throw .EPERM }
-            let phys = d.outputAddress(level: level)
-            guard let first = memory.pageIndex(phys), memory.inOneRegion(phys, phys.advanced(by: (pages - 1) << pageShift))
-            else { throw .EPERM }
-            for i in 0..<Int(pages) {
-                let p = vmemmap[first + i]
-                guard p.hostState == .sharedOwned else { throw .EPERM }
-                guard p.hostShareGuestCount > 0 else { throw .EINVAL }
-                if refcountsDMA && p.refcount != 0 { throw .EINVAL }
-            }
-            vm.stage2.apply(.clear, start: ipa.rawValue, end: ipa.rawValue + pages << pageShift)
-            for i in 0..<Int(pages) {
-                let p = vmemmap.pointer(first + i)
-                p.pointee.hostShareGuestCount -= 1
-                if p.pointee.hostShareGuestCount == 0 { p.pointee.hostState = .owned }
-            }
-        }
         }
     }
 

@@ -34,6 +34,14 @@ extension Hypervisor {
         }
     }
 
+    /// `withHostLockedVM`, then the VM's lock too: a transition with no check before the guest lock.
+    @inline(__always)
+    func withHostAndGuestLocks<R>(vm handle: VMHandle, _ body: (GuestVM) throws(HypError) -> R) throws(HypError) -> R {
+        try withHostLockedVM(handle) { vm throws(HypError) -> R in
+            try vm.lock.withLock { _ throws(HypError) -> R in try body(vm) }
+        }
+    }
+
     /// Runs `body` holding the host lock, then the SMMU's configuration lock.
     @inline(__always)
     func withHostAndSMMULocks<R, E: Error>(_ smmu: SMMU, _ body: () throws(E) -> R) throws(E) -> R {

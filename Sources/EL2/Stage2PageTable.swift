@@ -199,7 +199,7 @@ public final class Stage2PageTable: @unchecked Sendable {
         if old == new { return true }
         if old.isValid && !widens(old, new) { noteInvalidation(ipa, ipa + pageSize) }
         write(slot, old: old, new: new)
-        if coalesces, new.isValid, depth > 0, vmemmap[memory.pageIndex(table)!].refcount == 512 {
+        if new.isValid, depth > 0, isSplitTable(table) {
             // The write may have made a split table uniform again: coalesce bottom-up.
             var child = table
             var parentLevel = Stage2Geometry.lastLevel - 1
@@ -284,7 +284,7 @@ public final class Stage2PageTable: @unchecked Sendable {
                 // The whole entry becomes one leaf (or zero).
                 if old != new {
                     if old.isTable(level: level) {
-                        let wasSplit = coalesces && state.pointee.splitTables.contains(old.tableAddress.pfn.rawValue)
+                        let wasSplit = isSplitTable(old.tableAddress)
                         if freeSubtree(old.tableAddress, level: level + 1) { noteInvalidation(entryStart, entryEnd) }
                         if wasSplit && new.isLeaf(level: level) { noteRestructure(.merge, entryStart, size) }
                     } else if old.isValid && !widens(old, new) {
@@ -361,8 +361,8 @@ public final class Stage2PageTable: @unchecked Sendable {
     /// warns), because its pinned-page tree must match the guest geometry; pvm's host pins nothing
     /// at block granularity, so a guest block split by a conversion can come back.
     private func coalesceIfUniform(_ slot: PhysAddr, child: PhysAddr, level: Int, entryStart: UInt64) -> Bool {
-        guard coalesces, level >= Stage2Geometry.minBlockLevel, vmemmap[memory.pageIndex(child)!].refcount == 512,
-              state.pointee.splitTables.contains(child.pfn.rawValue) else { return false }
+        guard level >= Stage2Geometry.minBlockLevel, isSplitTable(child),
+              vmemmap[memory.pageIndex(child)!].refcount == 512 else { return false }
         let first = Stage2Descriptor(rawValue: memory.load64(child))
         let size = Stage2Geometry.blockSize(level: level)
         guard first.isLeaf(level: level + 1), first.outputAddress(level: level + 1).rawValue & (size - 1) == 0
@@ -379,6 +379,12 @@ public final class Stage2PageTable: @unchecked Sendable {
         freeTable(child)
         noteRestructure(.merge, entryStart, size)
         return true
+    }
+
+    /// Whether `table` was made by splitting a block (and so may coalesce). No hashing while no
+    /// block of this table was ever split, which is every single-page transition's case.
+    @inline(__always) private func isSplitTable(_ table: PhysAddr) -> Bool {
+        coalesces && !state.pointee.splitTables.isEmpty && state.pointee.splitTables.contains(table.pfn.rawValue)
     }
 
     /// Counts a split or a merge and tells the sink.
@@ -439,7 +445,7 @@ public final class Stage2PageTable: @unchecked Sendable {
     }
 
     private func freeTable(_ page: PhysAddr) {
-        if coalesces, !state.pointee.splitTables.isEmpty { state.pointee.splitTables.remove(page.pfn.rawValue) }
+        if isSplitTable(page) { state.pointee.splitTables.remove(page.pfn.rawValue) }
         vmemmap.pointer(memory.pageIndex(page)!).pointee.use = freeUse
         state.pointee.freeTables.push(page, memory: memory)
         // The pool's link word is the only non-zero word of a free table page.

@@ -27,10 +27,10 @@ public struct Scenario: Sendable, Equatable {
             self.line = line
         }
 
+        /// `host KIND ADDRESS [PAGES]`: how the transcript names what was done.
+        public var label: String { "host \(kind) \(address)" + (kind.hasPrefix("convert") ? " \(pages)" : "") }
         /// The scenario line that reads back as this action.
-        public var text: String {
-            "host \(kind) \(address)" + (kind.hasPrefix("convert") ? " \(pages)" : "") + " at \(event)"
-        }
+        public var text: String { label + " at \(event)" }
     }
 
     /// An expected page state at the end of the run, before teardown.

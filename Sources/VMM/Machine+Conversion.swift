@@ -12,7 +12,7 @@ extension Machine {
         try guestPages.withLock { given throws(ConversionError) -> UInt64 in
             guard pages > 0, guestMemory.contains(gfn, pages: pages) else { throw ConversionError(.EINVAL, at: gfn) }
             if attribute == .private {
-                let leaf = configuration.guestBlock.pages == 1 ? 3 : configuration.guestBlock.pages == 512 ? 2 : 1
+                let leaf = Hypervisor.leafLevel(blockPages: configuration.guestBlock.pages)
                 let tables = hypervisor.geometry.tablesNeededBound(start: gfn.ipa.rawValue,
                                                                    end: gfn.advanced(by: pages).ipa.rawValue, leafLevel: leaf)
                 do { try topUpMemcache(atLeast: tables) } catch { throw ConversionError(.ENOMEM, at: gfn) }

@@ -183,7 +183,7 @@ struct ScenarioRunner: Sendable {
                 outcome = "\(error.errno) at \(page)"
             }
         }
-        recorder.host(action.text.split(separator: " at ").first.map(String.init).map { $0 + " -> " + outcome } ?? outcome, vcpu: vcpu)
+        recorder.host(action.label + " -> " + outcome, vcpu: vcpu)
     }
 
     /// The host reads the guest page at `address`, as a VMM touching guest memory does. If EL2
