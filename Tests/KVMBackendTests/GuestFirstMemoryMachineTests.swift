@@ -27,6 +27,16 @@ struct GuestFirstMemoryMachineTests {
         return try Machine(c, backend: backend == "kvm" ? try KVMBackend() : InterpBackend())
     }
 
+    /// The convert guest's block workload run to power-off with all its checks passed; nil
+    /// when the backend is missing here.
+    func ranConvert(_ backend: String, block: GuestBlockSize, console: Console,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> Machine? {
+        guard let m = try machine(backend, block: block, console: console) else { return nil }
+        #expect(try m.run() == .poweredOff, "\(console.text)", sourceLocation: sourceLocation)
+        #expect(console.text.contains("convert: 9/9 checks passed"), "\(console.text)", sourceLocation: sourceLocation)
+        return m
+    }
+
     /// The block region the guest printed (`convert: region 0x...`).
     func region(_ console: Console) throws -> UInt64 {
         let line = try #require(console.text.split(separator: "\n").first { $0.hasPrefix("convert: region 0x") })
@@ -48,9 +58,7 @@ struct GuestFirstMemoryMachineTests {
     @Test(arguments: backends)
     func blocksSplitAndCoalesceAndHostConversionsKeepData(backend: String) throws {
         let console = Console()
-        guard let m = try machine(backend, block: .block2M, console: console) else { return }
-        #expect(try m.run() == .poweredOff, "\(console.text)")
-        #expect(console.text.contains("convert: 9/9 checks passed"), "\(console.text)")
+        guard let m = try ranConvert(backend, block: .block2M, console: console) else { return }
         let base = try region(console), block: UInt64 = 2 << 20
         let stats = m.statistics
         // Inside: one split and merge; whole block: neither; across two blocks: two and two; the
@@ -95,9 +103,7 @@ struct GuestFirstMemoryMachineTests {
     @Test(arguments: backends)
     func pageLeavesNeverSplitOrCoalesce(backend: String) throws {
         let console = Console()
-        guard let m = try machine(backend, block: .page, console: console) else { return }
-        #expect(try m.run() == .poweredOff, "\(console.text)")
-        #expect(console.text.contains("convert: 9/9 checks passed"), "\(console.text)")
+        guard let m = try ranConvert(backend, block: .page, console: console) else { return }
         let stats = m.statistics
         #expect(stats.splits == 0 && stats.merges == 0 && stats.blocksDonated == 0)
         #expect(try level(m, try region(console) + (2 << 20)) == 3)
